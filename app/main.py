@@ -1,0 +1,61 @@
+"""The application factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app import __version__
+from app.accounts.directory import AccountDirectory
+from app.api import health, points, providers
+from app.gateway import build_gateway, plan_gateway
+from app.openapi_doc import install_openapi
+from app.problems import install_problem_handlers
+from app.request_context import RequestIdMiddleware
+from app.settings import Settings, get_settings
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    directory: AccountDirectory | None = None,
+) -> FastAPI:
+    """Build the ASGI app; settings are checked here, so bad configuration fails before serving."""
+    plan = plan_gateway(settings or get_settings(), directory=directory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = build_gateway(plan, transport=transport)
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = FastAPI(
+        title="points-gateway",
+        version=__version__,
+        description="One fast, honest API for a user's loyalty and reward-point balances.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_problem_handlers(app)
+    for router in (points.router, providers.router, health.router):
+        app.include_router(router)
+    install_openapi(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (each worker reads the environment)."""
+    return create_app()

@@ -1,0 +1,56 @@
+"""The merged points answer: one schema for every program."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+
+from app.problems import Problem
+
+PointsDecimal = Annotated[
+    Decimal,
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="always"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "decimal",
+            "pattern": r"^-?\d+(\.\d+)?$",
+            "description": "A decimal number as a string, exact (never a float).",
+            "examples": ["12000", "250.0"],
+        }
+    ),
+]
+
+
+class Balance(BaseModel):
+    """One program's entry in an answer: a balance, or the problem that kept it away."""
+
+    provider: str = Field(examples=["benepia"])
+    status: Literal["ok", "error"]
+    points: PointsDecimal | None = None
+    unit: str | None = Field(default=None, examples=["benepia_point"])
+    as_of: datetime | None = Field(default=None, description="When the provider gave this value.")
+    cached: bool = False
+    stale: bool = False
+    error: Problem | None = None
+
+
+class PointsAnswer(BaseModel):
+    """Every balance a user holds across their linked programs."""
+
+    user_id: str
+    complete: bool = Field(
+        description="True when every program answered; mirrors X-Points-Complete."
+    )
+    balances: list[Balance]
+
+
+class PointsProblem(Problem):
+    """The problem of an aggregated request in which every program failed."""
+
+    user_id: str
+    complete: bool = False
+    balances: list[Balance]

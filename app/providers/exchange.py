@@ -1,0 +1,141 @@
+"""Sending one upstream request and reading its answer safely: size cap, error mapping, JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from app.errors import (
+    UpstreamError,
+    UpstreamInvalidResponse,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+
+MAX_RETRY_AFTER = 3600
+DEFAULT_RETRY_AFTER = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An upstream answer, read whole and within the size cap."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+
+async def exchange(
+    client: httpx.AsyncClient, request: httpx.Request, *, provider: str, max_bytes: int
+) -> Reply:
+    """Send `request`; map transport failures to provider errors; refuse bodies over `max_bytes`."""
+    try:
+        response = await client.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(provider, response.status_code, max_bytes)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(provider, response.status_code, max_bytes)
+        finally:
+            await response.aclose()
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"{provider} did not answer in time", provider=provider) from exc
+    except httpx.DecodingError as exc:
+        raise UpstreamInvalidResponse(
+            f"{provider} sent a body that could not be decoded", provider=provider
+        ) from exc
+    except httpx.TransportError as exc:
+        raise UpstreamUnreachable(
+            f"{provider} could not be reached ({type(exc).__name__})", provider=provider
+        ) from exc
+    return Reply(response.status_code, response.headers, bytes(body))
+
+
+def _too_large(provider: str, status: int, max_bytes: int) -> UpstreamInvalidResponse:
+    return UpstreamInvalidResponse(
+        f"{provider} sent a body larger than {max_bytes} bytes",
+        provider=provider,
+        upstream_status=status,
+    )
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(body: bytes) -> object | None:
+    """Parse JSON keeping fractions exact (Decimal); None when the body is not JSON."""
+    try:
+        return json.loads(body, parse_float=Decimal, parse_constant=_no_constants)  # type: ignore[no-any-return]
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+def is_int(value: object) -> bool:
+    """A JSON integer (bool is an int subclass in Python, and never a valid count here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def retry_after_seconds(headers: httpx.Headers) -> int | None:
+    """Retry-After as whole seconds (delta or HTTP date), clamped to [1, 3600]; None if absent."""
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        seconds = int(raw)
+    else:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return DEFAULT_RETRY_AFTER
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = int((when - datetime.now(UTC)).total_seconds())
+    return max(1, min(seconds, MAX_RETRY_AFTER))
+
+
+def backoff_error(reply: Reply, *, provider: str) -> UpstreamRateLimited | None:
+    """A 429, or a 503 that names a Retry-After, means the upstream asked us to back off."""
+    retry_after = retry_after_seconds(reply.headers)
+    if reply.status == 429 or (reply.status == 503 and retry_after is not None):
+        return UpstreamRateLimited(
+            f"{provider} asked the gateway to slow down",
+            provider=provider,
+            upstream_status=reply.status,
+            retry_after=retry_after or DEFAULT_RETRY_AFTER,
+        )
+    return None
+
+
+def status_error(reply: Reply, *, provider: str, detail: str | None = None) -> UpstreamError:
+    """An upstream failure status we have no better name for."""
+    return UpstreamError(
+        detail or f"{provider} answered HTTP {reply.status}",
+        provider=provider,
+        upstream_status=reply.status,
+    )
+
+
+MAX_POINTS = Decimal(10) ** 18
+
+
+def points_value(value: object) -> Decimal | None:
+    """A JSON number as a plain-notation Decimal, or None if it is not a plausible balance."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None
+    number = Decimal(value)
+    if not number.is_finite() or abs(number) >= MAX_POINTS or number.as_tuple().exponent < -8:  # type: ignore[operator]
+        return None
+    # "1e3" from upstream is shown as "1000", never in exponent notation.
+    return Decimal(format(number, "f"))

@@ -1,0 +1,202 @@
+"""GafaPay reward points: `GET /gafapay/v3/reward_promotion/user_points`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Protocol
+
+import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
+from app.providers.base import CallContext, ProviderBalance, ProviderDeps, ProviderPlugin, expect
+from app.providers.exchange import (
+    Reply,
+    backoff_error,
+    exchange,
+    is_int,
+    parse_json,
+    points_value,
+    status_error,
+)
+from app.providers.urls import BaseUrl
+
+NAME = "gafapay"
+POINTS_PATH = "/gafapay/v3/reward_promotion/user_points"
+
+
+def _canonical_hex(value: str) -> str:
+    return value.lower()
+
+
+HexId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-fA-F]{1,32}$"),
+    AfterValidator(_canonical_hex),
+]
+"""GafaPay ids: hex of 1 to 32 characters (leading zeros may be dropped, so not always 32)."""
+
+
+def same_id(a: str, b: str) -> bool:
+    """Compare two GafaPay hex ids the way GafaPay does: case- and leading-zero-insensitive."""
+    return a.lower().lstrip("0") == b.lower().lstrip("0")
+
+
+class GafapaySettings(BaseModel):
+    """Gateway-wide GafaPay settings (POINTS_PROVIDERS__GAFAPAY__*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: BaseUrl = "https://api.gafapay.com:8443"
+    company_id: HexId
+    token: SecretStr
+    timeout: float = Field(default=3.0, gt=0, le=60)
+
+
+class GafapayAccount(BaseModel):
+    """A user's GafaPay identity: user and currency ids, and optionally its own session token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gafapay_user_id: HexId
+    currency_id: HexId
+    token: SecretStr | None = None
+
+
+class TokenSource(Protocol):
+    """Where the GafaPay session JWT comes from (static now; a refreshing source can plug in)."""
+
+    async def token_for(self, account: GafapayAccount) -> str: ...
+
+
+class StaticTokenSource:
+    """The account's own token if it has one, else the gateway-wide token from settings."""
+
+    def __init__(self, default: SecretStr) -> None:
+        self._default = default
+
+    async def token_for(self, account: GafapayAccount) -> str:
+        return (account.token or self._default).get_secret_value()
+
+
+class GafapayProvider:
+    """Adapter for GafaPay reward points."""
+
+    def __init__(
+        self,
+        settings: GafapaySettings,
+        *,
+        client: httpx.AsyncClient,
+        max_response_bytes: int,
+        tokens: TokenSource | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._max_bytes = max_response_bytes
+        self._tokens = tokens or StaticTokenSource(settings.token)
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    @property
+    def timeout(self) -> float:
+        return self._settings.timeout
+
+    async def fetch_balance(self, account: BaseModel, call: CallContext) -> ProviderBalance:
+        """Query the account's balance; `success` decides, never the HTTP status alone."""
+        gafapay = expect(GafapayAccount, account)
+        request = self._client.build_request(
+            "GET",
+            POINTS_PATH,
+            params={"user_id": gafapay.gafapay_user_id, "currency_id": gafapay.currency_id},
+            headers={
+                "authorization": f"Token {await self._tokens.token_for(gafapay)}",
+                "companyid": self._settings.company_id,
+                "requestid": _upstream_request_id(call.request_id),
+            },
+        )
+        reply = await exchange(self._client, request, provider=NAME, max_bytes=self._max_bytes)
+        return self._balance(reply, gafapay)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _balance(self, reply: Reply, account: GafapayAccount) -> ProviderBalance:
+        if reply.status == 401:
+            raise UpstreamAuthFailed(
+                "GafaPay refused the session token (expired, revoked or malformed)",
+                provider=NAME,
+                upstream_status=401,
+            )
+        if (error := backoff_error(reply, provider=NAME)) is not None:
+            raise error
+        data = parse_json(reply.body)
+        body = data if isinstance(data, dict) else None
+        success = body.get("success") if body is not None else None
+        if body is not None and is_int(success) and success == 0 and reply.status < 500:
+            raise ProviderRejected(
+                _messages(body.get("error")) or "GafaPay refused the request",
+                provider=NAME,
+                upstream_status=reply.status,
+            )
+        if reply.status != 200:
+            raise status_error(reply, provider=NAME, detail=_messages(body and body.get("error")))
+        if body is None or not is_int(success) or success != 1:
+            raise _invalid("GafaPay answered without success 0 or 1")
+        return _parse_points(body.get("data"), account)
+
+
+def _parse_points(data: object, account: GafapayAccount) -> ProviderBalance:
+    record = data.get("user_points") if isinstance(data, dict) else None
+    if not isinstance(record, dict):
+        raise _invalid("GafaPay answered success 1 without data.user_points")
+    points = points_value(record.get("points"))
+    if points is None:
+        raise _invalid("GafaPay's user_points.points is not a plausible number")
+    for field, expected in (
+        ("user_id", account.gafapay_user_id),
+        ("currency_id", account.currency_id),
+    ):
+        got = record.get(field)
+        # A record for someone else must never be shown as this user's balance.
+        if got is not None and not (isinstance(got, str) and same_id(got, expected)):
+            raise _invalid(f"GafaPay answered for a different {field}")
+    return ProviderBalance(
+        points=points, unit=f"{NAME}:{account.currency_id}", as_of=datetime.now(UTC)
+    )
+
+
+def _messages(errors: object) -> str | None:
+    if isinstance(errors, list):
+        texts = [e for e in errors if isinstance(e, str) and e]
+        return "; ".join(texts) or None
+    return errors if isinstance(errors, str) and errors else None
+
+
+def _invalid(detail: str) -> UpstreamInvalidResponse:
+    return UpstreamInvalidResponse(detail, provider=NAME, upstream_status=200)
+
+
+def _upstream_request_id(request_id: str) -> str:
+    try:
+        return str(uuid.UUID(request_id))
+    except ValueError:
+        return str(uuid.uuid4())
+
+
+def _build(settings: BaseModel, deps: ProviderDeps) -> GafapayProvider:
+    own = expect(GafapaySettings, settings)
+    client = deps.client_factory(own.base_url, own.timeout)
+    return GafapayProvider(own, client=client, max_response_bytes=deps.max_response_bytes)
+
+
+plugin = ProviderPlugin(
+    name=NAME,
+    display_name="GafaPay reward points",
+    unit=f"{NAME}:<currency_id>",
+    settings_model=GafapaySettings,
+    account_model=GafapayAccount,
+    build=_build,
+)

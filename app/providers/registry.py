@@ -1,0 +1,99 @@
+"""Which programs exist (built in or from entry points) and which are configured."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+
+from pydantic import BaseModel, ValidationError
+
+from app.providers import benepia, gafapay
+from app.providers.base import ConfigurationError, PointsProvider, ProviderDeps, ProviderPlugin
+
+ENTRY_POINT_GROUP = "points_gateway.providers"
+BUILTIN_PLUGINS: tuple[ProviderPlugin, ...] = (benepia.plugin, gafapay.plugin)
+
+
+def discover_plugins() -> dict[str, ProviderPlugin]:
+    """Built-in plugins plus those installed under the `points_gateway.providers` entry points."""
+    plugins = {p.name: p for p in BUILTIN_PLUGINS}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        plugin = ep.load()
+        if not isinstance(plugin, ProviderPlugin):
+            raise ConfigurationError(f"entry point {ep.name!r} is not a ProviderPlugin")
+        if plugin.name in plugins and plugins[plugin.name] is not plugin:
+            raise ConfigurationError(f"two provider plugins are named {plugin.name!r}")
+        plugins[plugin.name] = plugin
+    return plugins
+
+
+def _explain(name: str, error: ValidationError) -> list[str]:
+    lines = []
+    for err in error.errors(include_input=False, include_url=False):
+        field = "__".join(str(p) for p in err["loc"]).upper()
+        lines.append(f"  POINTS_PROVIDERS__{name.upper()}__{field}: {err['msg']}")
+    return lines
+
+
+def configure(
+    enabled: Iterable[str],
+    raw_settings: Mapping[str, Mapping[str, object]],
+    plugins: Mapping[str, ProviderPlugin],
+) -> dict[str, tuple[ProviderPlugin, BaseModel]]:
+    """Validate every enabled provider's settings, reporting all problems at once."""
+    problems: list[str] = []
+    configured: dict[str, tuple[ProviderPlugin, BaseModel]] = {}
+    for name in enabled:
+        plugin = plugins.get(name)
+        if plugin is None:
+            known = ", ".join(sorted(plugins))
+            problems.append(
+                f"  POINTS_ENABLED_PROVIDERS: unknown provider {name!r} (known: {known})"
+            )
+            continue
+        try:
+            configured[name] = (
+                plugin,
+                plugin.settings_model.model_validate(raw_settings.get(name, {})),
+            )
+        except ValidationError as exc:
+            problems.extend(_explain(name, exc))
+    for name in raw_settings:
+        if name not in configured and name not in plugins:
+            problems.append(f"  POINTS_PROVIDERS__{name.upper()}: settings for an unknown provider")
+    if problems:
+        raise ConfigurationError("invalid provider settings:\n" + "\n".join(problems))
+    return configured
+
+
+class Registry:
+    """The providers this gateway instance serves, built once in the lifespan."""
+
+    def __init__(self, providers: Mapping[str, tuple[ProviderPlugin, PointsProvider]]) -> None:
+        self._entries = dict(sorted(providers.items()))
+
+    @classmethod
+    def build(
+        cls, configured: Mapping[str, tuple[ProviderPlugin, BaseModel]], deps: ProviderDeps
+    ) -> Registry:
+        """Build each configured provider's adapter."""
+        return cls({n: (p, p.build(s, deps)) for n, (p, s) in configured.items()})
+
+    def names(self) -> list[str]:
+        """Provider names in the stable answer order."""
+        return list(self._entries)
+
+    def get(self, name: str) -> PointsProvider | None:
+        """The adapter for `name`, if that provider is configured."""
+        entry = self._entries.get(name)
+        return entry[1] if entry else None
+
+    def plugin(self, name: str) -> ProviderPlugin | None:
+        """The plugin behind `name`, if configured."""
+        entry = self._entries.get(name)
+        return entry[0] if entry else None
+
+    async def aclose(self) -> None:
+        """Close every adapter's connections."""
+        for _, provider in reversed(self._entries.values()):
+            await provider.aclose()

@@ -1,0 +1,120 @@
+"""The demo: both emulators and the gateway wired to them, seeded with demo users."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from decimal import Decimal
+
+from app.accounts.directory import InMemoryDirectory
+from app.main import create_app
+from app.providers.registry import BUILTIN_PLUGINS
+from app.sandbox.gafapay import GafapaySandbox, create_gafapay_app
+from app.sandbox.iamport import IamportSandbox, create_iamport_app
+from app.sandbox.servers import Served, ServerGroup, bind
+from app.settings import Settings
+
+# Sandbox-only credentials: they open nothing but the emulators below.
+DEMO_IMP_KEY = "demo_imp_key"
+DEMO_IMP_SECRET = "demo-imp-secret-not-real"
+DEMO_GAFAPAY_COMPANY = "59388167894b4d10a04fe5da3b8a2104"
+DEMO_GAFAPAY_TOKEN = "demo.gafapay.session-token-not-real"
+DEMO_CURRENCY = "1f1519903ed240578f071aa45cb479f2"
+ALICE_GAFAPAY = "fb8f09210e0f46b7b4262d77f5b6c273"
+BOB_GAFAPAY = "0a11ce5b0b"
+CAROL_GAFAPAY = "ca401"
+
+DEMO_ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
+    "alice": {
+        "benepia": {"benepia_user": "alice.kim", "benepia_password": "alice-benepia-pw"},
+        "gafapay": {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": DEMO_CURRENCY},
+    },
+    "bob": {"gafapay": {"gafapay_user_id": BOB_GAFAPAY, "currency_id": DEMO_CURRENCY}},
+    "carol": {
+        "benepia": {"benepia_user": "carol.lee", "benepia_password": "a-wrong-password"},
+        "gafapay": {"gafapay_user_id": CAROL_GAFAPAY, "currency_id": DEMO_CURRENCY},
+    },
+}
+
+
+def demo_sandboxes() -> tuple[IamportSandbox, GafapaySandbox]:
+    """Emulator state holding the demo users' upstream accounts."""
+    iamport = IamportSandbox(imp_key=DEMO_IMP_KEY, imp_secret=DEMO_IMP_SECRET)
+    iamport.add_account("alice.kim", "alice-benepia-pw", 12000)
+    iamport.add_account("carol.lee", "carol-real-password", 3000)
+    gafapay = GafapaySandbox(company_id=DEMO_GAFAPAY_COMPANY, tokens={DEMO_GAFAPAY_TOKEN})
+    gafapay.add_account(ALICE_GAFAPAY, DEMO_CURRENCY, Decimal("250.0"))
+    gafapay.add_account(BOB_GAFAPAY, DEMO_CURRENCY, Decimal("1234.56"))
+    gafapay.add_account(CAROL_GAFAPAY, DEMO_CURRENCY, Decimal("80"))
+    return iamport, gafapay
+
+
+def demo_settings(iamport_url: str, gafapay_url: str, **overrides: object) -> Settings:
+    """Gateway settings pointing at the emulators (read from no environment)."""
+    values: dict[str, object] = {
+        "sandbox": True,
+        "enabled_providers": ["benepia", "gafapay"],
+        "providers": {
+            "benepia": {
+                "base_url": iamport_url,
+                "imp_key": DEMO_IMP_KEY,
+                "imp_secret": DEMO_IMP_SECRET,
+                "channel_key": "channel-key-demo-kcp",
+            },
+            "gafapay": {
+                "base_url": gafapay_url,
+                "company_id": DEMO_GAFAPAY_COMPANY,
+                "token": DEMO_GAFAPAY_TOKEN,
+            },
+        },
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+def demo_directory() -> InMemoryDirectory:
+    """The demo users' linked accounts."""
+    plugins = {p.name: p for p in BUILTIN_PLUGINS}
+    return InMemoryDirectory.from_raw(
+        json.loads(json.dumps(DEMO_ACCOUNTS)), plugins, source="demo accounts"
+    )
+
+
+def _banner(base: str) -> str:
+    return "\n".join(
+        [
+            f"points-gateway demo serving on {base} (sandbox emulators, not real providers)",
+            "",
+            "Try:",
+            f"  curl -s {base}/users/alice/points          # both programs, complete: true",
+            f"  curl -s {base}/users/bob/points            # GafaPay only",
+            f"  curl -s {base}/users/carol/points          # Benepia refused: 200, complete: false",
+            f"  curl -s {base}/users/nobody/points         # no linked programs: balances []",
+            f"  curl -s {base}/users/alice/points/gafapay  # one program",
+            f"  curl -s '{base}/users/alice/points?providers=benepia'",
+            f"  curl -s {base}/users/alice/points/nope     # 404 unknown_provider (problem+json)",
+            f"  curl -s {base}/providers",
+            "",
+            "Ctrl-C stops the demo.",
+        ]
+    )
+
+
+async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int) -> None:
+    """Serve the emulators and the gateway until SIGINT or SIGTERM."""
+    iamport, gafapay = demo_sandboxes()
+    iamport_app = Served(create_iamport_app(iamport), bind(host, iamport_port))
+    gafapay_app = Served(create_gafapay_app(gafapay), bind(host, gafapay_port))
+    settings = demo_settings(iamport_app.url, gafapay_app.url)
+    gateway = Served(create_app(settings, directory=demo_directory()), bind(host, port))
+    group = ServerGroup([iamport_app, gafapay_app, gateway], log_level="info")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, group.stop)
+    serving = asyncio.create_task(group.serve())
+    started = asyncio.create_task(group.started.wait())
+    await asyncio.wait([serving, started], return_when=asyncio.FIRST_COMPLETED)
+    if group.started.is_set():
+        print(_banner(gateway.url), flush=True)
+    await serving

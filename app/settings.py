@@ -1,0 +1,48 @@
+"""Settings from the environment: prefix POINTS_, nested sections joined with "__"."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class OutboundSettings(BaseModel):
+    """The outbound HTTP clients (POINTS_OUTBOUND__*)."""
+
+    connect_timeout: float = Field(default=2.0, gt=0, le=60)
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    keepalive_expiry: float = Field(default=30.0, gt=0)
+    max_response_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+
+
+class Settings(BaseSettings):
+    """Everything the gateway reads at start; invalid values stop it with a clear message."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POINTS_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    enabled_providers: Annotated[list[str], NoDecode] = ["benepia", "gafapay"]
+    providers: dict[str, dict[str, object]] = {}
+    request_deadline: float = Field(default=5.0, gt=0, le=120)
+    accounts_file: Path | None = None
+    sandbox: bool = False
+    outbound: OutboundSettings = OutboundSettings()
+    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+
+    @field_validator("enabled_providers", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

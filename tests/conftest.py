@@ -1,0 +1,140 @@
+"""Shared fixtures: settings for tests, an in-process client with the lifespan run, respx upstreams."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import respx
+from fastapi import FastAPI
+
+from app.accounts.directory import InMemoryDirectory
+from app.main import create_app
+from app.providers.registry import BUILTIN_PLUGINS
+from app.settings import Settings
+
+IAMPORT = "https://iamport.test"
+GAFAPAY = "https://gafapay.test:8443"
+IMP_KEY = "test-imp-key"
+IMP_SECRET = "sEcReT-imp-secret-0001"
+GAFAPAY_TOKEN = "eyJ.sEcReT-gafapay-token.0002"
+COMPANY_ID = "59388167894b4d10a04fe5da3b8a2104"
+CURRENCY = "1f1519903ed240578f071aa45cb479f2"
+ALICE_GAFAPAY = "fb8f09210e0f46b7b4262d77f5b6c273"
+BENEPIA_PASSWORD = "sEcReT-benepia-pw-0003"
+
+SECRETS = (IMP_SECRET, GAFAPAY_TOKEN, BENEPIA_PASSWORD)
+
+TEST_ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
+    "alice": {
+        "benepia": {"benepia_user": "alice.kim", "benepia_password": BENEPIA_PASSWORD},
+        "gafapay": {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY},
+    },
+    "bob": {"gafapay": {"gafapay_user_id": "0b0b", "currency_id": CURRENCY}},
+    "carol": {"benepia": {"benepia_user": "carol.lee", "benepia_password": BENEPIA_PASSWORD}},
+}
+
+
+def require_services() -> bool:
+    """True in CI: tests needing PostgreSQL or Redis fail instead of skipping."""
+    return os.environ.get("POINTS_REQUIRE_SERVICES") == "1"
+
+
+def make_settings(
+    iamport_url: str = IAMPORT, gafapay_url: str = GAFAPAY, **overrides: object
+) -> Settings:
+    """Settings for both providers, read from no environment."""
+    values: dict[str, object] = {
+        "sandbox": iamport_url.startswith("http://") or gafapay_url.startswith("http://"),
+        "enabled_providers": ["benepia", "gafapay"],
+        "providers": {
+            "benepia": {
+                "base_url": iamport_url,
+                "imp_key": IMP_KEY,
+                "imp_secret": IMP_SECRET,
+                "channel_key": "channel-key-test",
+            },
+            "gafapay": {"base_url": gafapay_url, "company_id": COMPANY_ID, "token": GAFAPAY_TOKEN},
+        },
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+def make_directory(
+    accounts: dict[str, dict[str, dict[str, str]]] | None = None,
+) -> InMemoryDirectory:
+    """An in-memory directory of test accounts."""
+    plugins = {p.name: p for p in BUILTIN_PLUGINS}
+    return InMemoryDirectory.from_raw(accounts or TEST_ACCOUNTS, plugins, source="test")
+
+
+@asynccontextmanager
+async def serve_in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to `app` in process, with its lifespan run around it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+            yield client
+
+
+@pytest.fixture
+def upstream() -> respx.MockRouter:
+    """A respx router standing in for both providers (unmatched requests fail the test)."""
+    return respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def gateway_app(upstream: respx.MockRouter) -> AppFactory:
+    """Build the app with the respx router as its outbound transport."""
+
+    def build(
+        settings: Settings | None = None,
+        accounts: dict[str, dict[str, dict[str, str]]] | None = None,
+    ) -> FastAPI:
+        return create_app(
+            settings or make_settings(),
+            transport=httpx.MockTransport(upstream.async_handler),
+            directory=make_directory(accounts),
+        )
+
+    return build
+
+
+@pytest.fixture
+async def client(gateway_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of the default test app (respx upstreams)."""
+    async with serve_in_process(gateway_app()) as c:
+        yield c
+
+
+def token_ok(token: str = "tok-1", ttl: int = 1800, now: int = 1_700_000_000) -> httpx.Response:
+    """An iamport getToken success."""
+    return httpx.Response(
+        200,
+        json={
+            "code": 0,
+            "message": None,
+            "response": {"access_token": token, "now": now, "expired_at": now + ttl},
+        },
+    )
+
+
+def benepia_ok(point: int = 12000) -> httpx.Response:
+    """A Benepia point success."""
+    return httpx.Response(200, json={"code": 0, "message": "", "response": {"point": point}})
+
+
+def gafapay_ok(points: str = "250.0", user_id: str = ALICE_GAFAPAY) -> httpx.Response:
+    """A GafaPay user_points success (points written as an exact JSON number)."""
+    body = (
+        '{"success":1,"error":[],"data":{"user_points":{"id":"fd5fd822caa8418d9c0bbbbfc54e0b21",'
+        f'"user_id":"{user_id}","user_type":2,"points":{points},"currency_id":"{CURRENCY}"}}}}}}'
+    )
+    return httpx.Response(200, content=body, headers={"content-type": "application/json"})
