@@ -1,4 +1,4 @@
-"""Shared fixtures: settings for tests, an in-process client with the lifespan run, respx upstreams."""
+"""Shared fixtures: test settings, an in-process client with its lifespan, respx upstreams."""
 
 from __future__ import annotations
 
