@@ -46,6 +46,11 @@ class BenepiaSettings(BaseModel):
     timeout: float = Field(default=4.0, gt=0, le=60)
     token_refresh_margin: float = Field(default=30.0, ge=0, lt=60)
 
+    @field_validator("channel_key", "pg", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("imp_secret")
     @classmethod
     def _not_empty(cls, value: SecretStr) -> SecretStr:

@@ -1,0 +1,387 @@
+"""IamportTokenManager: caching, the refresh margin, skew immunity, single-flight, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+from pydantic import SecretStr
+
+from app.errors import UpstreamAuthFailed, UpstreamError, UpstreamInvalidResponse
+from app.providers.exchange import Reply, exchange
+from app.providers.iamport_token import IamportTokenManager
+from tests.conftest import (
+    GAFAPAY,
+    IAMPORT,
+    IMP_KEY,
+    IMP_SECRET,
+    benepia_ok,
+    gafapay_ok,
+    token_ok,
+)
+
+TOKEN_URL = f"{IAMPORT}/users/getToken"
+POINT_URL = f"{IAMPORT}/benepia/point"
+GAFAPAY_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def http(upstream: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.MockTransport(upstream.async_handler)
+    async with httpx.AsyncClient(base_url=IAMPORT, transport=transport) as client:
+        yield client
+
+
+@pytest.fixture
+def manager(http: httpx.AsyncClient, clock: FakeClock) -> IamportTokenManager:
+    async def send(request: httpx.Request) -> Reply:
+        return await exchange(http, request, provider="benepia", max_bytes=1 << 20)
+
+    return IamportTokenManager(
+        client=http,
+        send=send,
+        imp_key=IMP_KEY,
+        imp_secret=SecretStr(IMP_SECRET),
+        provider="benepia",
+        clock=clock,
+    )
+
+
+def slow_token(delay: float = 0.05, token: str = "tok-1") -> respx.types.SideEffectTypes:
+    async def effect(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(delay)
+        return token_ok(token)
+
+    return effect
+
+
+# --- caching and the refresh margin ------------------------------------------------------------
+
+
+async def test_token_is_reused(manager: IamportTokenManager, upstream: respx.MockRouter) -> None:
+    route = upstream.post(TOKEN_URL).mock(return_value=token_ok("tok-1"))
+    assert await manager.token() == "tok-1"
+    assert await manager.token() == "tok-1"
+    assert route.call_count == 1
+    assert manager.refresh_count == 1
+
+
+async def test_refresh_30s_before_expiry(
+    manager: IamportTokenManager, upstream: respx.MockRouter, clock: FakeClock
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(
+        side_effect=[token_ok("tok-1", ttl=1800), token_ok("tok-2", ttl=1800)]
+    )
+    start = clock.now
+    assert await manager.token() == "tok-1"
+    clock.now = start + 1769
+    assert await manager.token() == "tok-1"
+    assert route.call_count == 1
+    clock.now = start + 1771
+    assert await manager.token() == "tok-2"
+    assert await manager.token() == "tok-2"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    ("now", "expired_at"),
+    [
+        pytest.param(1_000, 2_800, id="upstream-clock-in-the-far-past"),
+        pytest.param(4_000_000_000, 4_000_001_800, id="upstream-clock-in-the-far-future"),
+    ],
+)
+async def test_deadline_uses_only_the_local_monotonic_clock(
+    manager: IamportTokenManager,
+    upstream: respx.MockRouter,
+    clock: FakeClock,
+    now: int,
+    expired_at: int,
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(
+        side_effect=[
+            token_ok("tok-1", ttl=expired_at - now, now=now),
+            token_ok("tok-2", ttl=expired_at - now, now=now),
+        ]
+    )
+    start = clock.now
+    assert await manager.token() == "tok-1"
+    clock.now = start + 1769
+    assert await manager.token() == "tok-1"
+    assert route.call_count == 1
+    clock.now = start + 1771
+    assert await manager.token() == "tok-2"
+    assert route.call_count == 2
+
+
+# --- single-flight and cancellation -----------------------------------------------------------
+
+
+async def test_single_flight_under_50_concurrent_callers(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(side_effect=slow_token(0.05))
+    tokens = await asyncio.gather(*(manager.token() for _ in range(50)))
+    assert tokens == ["tok-1"] * 50
+    assert route.call_count == 1
+
+
+async def test_cancelled_waiter_does_not_cancel_the_shared_refresh(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    release = asyncio.Event()
+
+    async def gated(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return token_ok("tok-1")
+
+    route = upstream.post(TOKEN_URL).mock(side_effect=gated)
+    first = asyncio.create_task(manager.token())
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(manager.token())
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.wait_for(second, 1.0) == "tok-1"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await manager.token() == "tok-1"
+    assert route.call_count == 1
+
+
+async def test_refresh_completes_even_if_its_only_waiter_gives_up(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(side_effect=slow_token(0.05))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(manager.token(), 0.01)
+    await asyncio.sleep(0.1)
+    assert await manager.token() == "tok-1"
+    assert route.call_count == 1
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+async def test_failed_refresh_fails_every_waiter_and_is_not_cached(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    async def fail_slowly(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return httpx.Response(500, json={"code": -1, "message": "down", "response": None})
+
+    route = upstream.post(TOKEN_URL).mock(side_effect=fail_slowly)
+    results = await asyncio.gather(*(manager.token() for _ in range(5)), return_exceptions=True)
+    assert len(results) == 5
+    for result in results:
+        assert isinstance(result, UpstreamError)
+        assert result.upstream_status == 500
+        assert result.provider == "benepia"
+    assert route.call_count == 1
+
+    route.mock(side_effect=None, return_value=token_ok("tok-2"))
+    assert await manager.token() == "tok-2"
+    assert route.call_count == 2
+
+
+async def test_get_token_401_is_auth_failed_without_retry(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(
+        return_value=httpx.Response(
+            401, json={"code": -1, "message": "Unauthorized", "response": None}
+        )
+    )
+    with pytest.raises(UpstreamAuthFailed) as caught:
+        await manager.token()
+    assert caught.value.upstream_status == 401
+    assert caught.value.provider == "benepia"
+    assert route.call_count == 1
+
+
+async def test_get_token_nonzero_code_is_auth_failed(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(
+        return_value=httpx.Response(
+            200, json={"code": -1, "message": "imp_key 가 올바르지 않습니다", "response": None}
+        )
+    )
+    with pytest.raises(UpstreamAuthFailed) as caught:
+        await manager.token()
+    assert caught.value.upstream_code == "-1"
+    assert caught.value.upstream_status == 200
+    assert caught.value.detail == "imp_key 가 올바르지 않습니다"
+    assert route.call_count == 1
+
+
+def _token_body(**response: object) -> httpx.Response:
+    return httpx.Response(200, json={"code": 0, "message": None, "response": response})
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(_token_body(now=1_000, expired_at=2_800), id="missing-access_token"),
+        pytest.param(_token_body(access_token="", now=1_000, expired_at=2_800), id="empty-token"),
+        pytest.param(
+            _token_body(access_token="t", now="1000", expired_at=2_800), id="now-as-string"
+        ),
+        pytest.param(_token_body(access_token="t", now=1_000), id="missing-expired_at"),
+        pytest.param(
+            _token_body(access_token="t", now=1_000, expired_at=1_000), id="expired_at-equals-now"
+        ),
+        pytest.param(
+            _token_body(access_token="t", now=1_000, expired_at=900), id="expired_at-before-now"
+        ),
+        pytest.param(
+            _token_body(access_token="t", now=1_000, expired_at=1_000 + 24 * 3600 + 1),
+            id="lifetime-over-24h",
+        ),
+        pytest.param(
+            _token_body(access_token="t", now=True, expired_at=1_800), id="now-as-bool"
+        ),
+        pytest.param(
+            httpx.Response(200, json={"code": 0, "message": None, "response": None}),
+            id="null-response",
+        ),
+        pytest.param(
+            httpx.Response(200, text="<html>gateway error</html>"), id="non-json"
+        ),
+        pytest.param(httpx.Response(200, json=["not", "an", "envelope"]), id="json-array"),
+    ],
+)
+async def test_invalid_token_answers(
+    manager: IamportTokenManager, upstream: respx.MockRouter, reply: httpx.Response
+) -> None:
+    upstream.post(TOKEN_URL).mock(return_value=reply)
+    with pytest.raises(UpstreamInvalidResponse) as caught:
+        await manager.token()
+    assert caught.value.provider == "benepia"
+
+
+async def test_lifetime_of_exactly_24h_is_accepted(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    upstream.post(TOKEN_URL).mock(return_value=token_ok("tok-1", ttl=24 * 3600))
+    assert await manager.token() == "tok-1"
+
+
+# --- invalidate ------------------------------------------------------------------------------
+
+
+async def test_invalidate_current_token_forces_a_refresh(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(side_effect=[token_ok("tok-1"), token_ok("tok-2")])
+    assert await manager.token() == "tok-1"
+    manager.invalidate("tok-1")
+    assert await manager.token() == "tok-2"
+    assert route.call_count == 2
+
+
+async def test_invalidate_another_token_is_a_no_op(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(side_effect=[token_ok("tok-1"), token_ok("tok-2")])
+    assert await manager.token() == "tok-1"
+    manager.invalidate("tok-0")
+    manager.invalidate("")
+    assert await manager.token() == "tok-1"
+    assert route.call_count == 1
+
+
+async def test_invalidate_before_any_token_is_harmless(manager: IamportTokenManager) -> None:
+    manager.invalidate("tok-1")
+
+
+# --- what is sent ------------------------------------------------------------------------------
+
+
+async def test_get_token_request_carries_credentials_in_the_body_only(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    route = upstream.post(TOKEN_URL).mock(return_value=token_ok())
+    await manager.token()
+    request = route.calls.last.request
+    assert request.method == "POST"
+    assert request.url.path == "/users/getToken"
+    assert request.url.query == b""
+    assert IMP_SECRET not in str(request.url)
+    assert IMP_KEY not in str(request.url)
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.content) == {"imp_key": IMP_KEY, "imp_secret": IMP_SECRET}
+    assert "authorization" not in request.headers
+
+
+# --- through the app ---------------------------------------------------------------------------
+
+
+async def test_data_call_401_refreshes_once_and_retries_once(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    tokens = upstream.post(TOKEN_URL).mock(side_effect=[token_ok("tok-1"), token_ok("tok-2")])
+    points = upstream.post(POINT_URL).mock(
+        side_effect=[
+            httpx.Response(401, json={"code": -1, "message": "Unauthorized", "response": None}),
+            benepia_ok(4200),
+        ]
+    )
+    r = await client.get("/users/alice/points/benepia")
+    assert r.status_code == 200, r.text
+    assert r.json()["points"] == "4200"
+    assert tokens.call_count == 2
+    assert points.call_count == 2
+    sent = [call.request.headers["authorization"] for call in points.calls]
+    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+    for call in points.calls:
+        assert "tok-" not in str(call.request.url)
+
+
+async def test_data_call_401_twice_never_loops(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    tokens = upstream.post(TOKEN_URL).mock(side_effect=[token_ok("tok-1"), token_ok("tok-2")])
+    points = upstream.post(POINT_URL).mock(
+        return_value=httpx.Response(401, json={"code": -1, "message": "no", "response": None})
+    )
+    r = await client.get("/users/alice/points/benepia")
+    assert r.status_code == 502, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "upstream_auth_failed"
+    assert tokens.call_count == 2
+    assert points.call_count == 2
+
+
+async def test_cold_gateway_50_concurrent_requests_one_get_token(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    tokens = upstream.post(TOKEN_URL).mock(side_effect=slow_token(0.05))
+    points = upstream.post(POINT_URL).mock(return_value=benepia_ok())
+    upstream.get(GAFAPAY_URL).mock(return_value=gafapay_ok())
+    replies = await asyncio.gather(
+        *(client.get("/users/alice/points/benepia") for _ in range(50))
+    )
+    assert [r.status_code for r in replies] == [200] * 50
+    assert tokens.call_count == 1
+    assert points.call_count == 50
+    assert {call.request.headers["authorization"] for call in points.calls} == {"Bearer tok-1"}
