@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, ValidationError) as exc:
         print(f"points-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"points-gateway: {reason}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

@@ -40,7 +40,12 @@ class Gateway:
 
 def plan_gateway(settings: Settings, *, directory: AccountDirectory | None = None) -> GatewayPlan:
     """Check the settings and the seeded accounts; raises ConfigurationError saying what to fix."""
-    providers = configure(settings.enabled_providers, settings.providers, discover_plugins())
+    providers = configure(
+        settings.enabled_providers,
+        settings.providers,
+        discover_plugins(),
+        allow_http=settings.sandbox,
+    )
     if directory is None:
         plugins = {name: plugin for name, (plugin, _) in providers.items()}
         path = settings.accounts_file
@@ -55,6 +60,7 @@ def build_gateway(
     settings = plan.settings
 
     def client_factory(base_url: str, timeout: float) -> httpx.AsyncClient:
+        # A backstop for plugins whose settings do not use BaseUrl.
         if base_url.startswith("http://") and not settings.sandbox:
             raise ConfigurationError(
                 f"{base_url}: provider URLs must use https "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +18,11 @@ from app.request_context import request_id_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("points_gateway.errors")
+
+
+def instance_of(request: Request) -> str:
+    """The request path as a URI reference (percent-encoded: it may hold anything a caller sent)."""
+    return quote(request.url.path, safe="/@.-_~")
 
 
 def problem_type(code: str) -> str:
@@ -97,14 +103,14 @@ def _field_errors(errors: Sequence[object]) -> list[FieldError]:
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     rid = request_id_of(request.scope)
-    return problem_response(problem_from(exc, instance=request.url.path, request_id=rid))
+    return problem_response(problem_from(exc, instance=instance_of(request), request_id=rid))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     error = InvalidRequest("The request failed validation; see `errors`.")
     problem = problem_from(
-        error, instance=request.url.path, request_id=request_id_of(request.scope)
+        error, instance=instance_of(request), request_id=request_id_of(request.scope)
     )
     problem.errors = _field_errors(exc.errors())
     return problem_response(problem)
@@ -114,7 +120,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error: GatewayError
     if exc.status_code == 404:
-        error = NotFound(f"No route for {request.url.path}.")
+        error = NotFound("No such route.")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed here.")
     else:
@@ -122,7 +128,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     rid = request_id_of(request.scope)
     headers = dict(exc.headers or {})
     return problem_response(
-        problem_from(error, instance=request.url.path, request_id=rid), headers=headers
+        problem_from(error, instance=instance_of(request), request_id=rid), headers=headers
     )
 
 
@@ -130,7 +136,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     rid = request_id_of(request.scope)
     log.error("unhandled error", exc_info=exc, extra={"request_id": rid})
     error = InternalError(f"Unexpected error; quote request id {rid} when reporting it.")
-    return problem_response(problem_from(error, instance=request.url.path, request_id=rid))
+    return problem_response(problem_from(error, instance=instance_of(request), request_id=rid))
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -6,12 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class OutboundSettings(BaseModel):
     """The outbound HTTP clients (POINTS_OUTBOUND__*)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     max_connections: int = Field(default=100, ge=1, le=10_000)
@@ -23,11 +25,12 @@ class Settings(BaseSettings):
     """Everything the gateway reads at start; invalid values stop it with a clear message."""
 
     model_config = SettingsConfigDict(
-        env_prefix="POINTS_", env_nested_delimiter="__", extra="ignore", validate_default=True
+        env_prefix="POINTS_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
     enabled_providers: Annotated[list[str], NoDecode] = ["benepia", "gafapay"]
-    providers: dict[str, dict[str, object]] = {}
+    # Raw until each provider validates its own section (secrets become SecretStr there).
+    providers: dict[str, dict[str, object]] = Field(default={}, repr=False)
     request_deadline: float = Field(default=5.0, gt=0, le=120)
     accounts_file: Path | None = None
     sandbox: bool = False

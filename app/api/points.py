@@ -12,7 +12,7 @@ from app.api.docs import problems
 from app.errors import InvalidRequest
 from app.points.models import Balance, PointsAnswer, PointsProblem
 from app.points.status_policy import failure_problem
-from app.problems import problem_response
+from app.problems import instance_of, problem_response
 from app.request_context import request_id_of
 
 router = APIRouter(tags=["points"])
@@ -76,7 +76,7 @@ async def get_user_points(
     headers = {**PERSONAL, "x-points-complete": "true" if answer.complete else "false"}
     problem = failure_problem(user_id, answer.balances)
     if problem is not None:
-        problem.instance = request.url.path
+        problem.instance = instance_of(request)
         problem.request_id = request_id_of(request.scope)
         return problem_response(problem, headers=headers)
     return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
@@ -96,7 +96,7 @@ async def get_user_provider_points(
     entry = await gateway.aggregator.one(user_id, provider, call)
     if entry.error is not None:
         problem = entry.error.model_copy(
-            update={"instance": request.url.path, "request_id": request_id_of(request.scope)}
+            update={"instance": instance_of(request), "request_id": request_id_of(request.scope)}
         )
         return problem_response(problem, headers=PERSONAL)
     return Response(entry.model_dump_json(), media_type="application/json", headers=PERSONAL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,7 @@ from app.providers.base import CallContext, PointsProvider
 from app.providers.registry import Registry
 
 log = logging.getLogger("points_gateway.aggregator")
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 def error_entry(provider: str, error: GatewayError) -> Balance:
@@ -83,7 +85,8 @@ class Aggregator:
         provider = self._registry.get(name)
         if provider is None:
             known = ", ".join(self._registry.names()) or "none"
-            raise UnknownProvider(f"No provider named {name!r} (configured: {known}).")
+            shown = repr(name) if _NAME.fullmatch(name) else "by that name"
+            raise UnknownProvider(f"No provider {shown} (configured: {known}).")
         return provider
 
     async def _entry(

@@ -162,7 +162,11 @@ class BenepiaProvider:
                 upstream_status=reply.status,
                 upstream_code=str(envelope.code),
             )
-        raise status_error(reply, provider=NAME, detail=envelope.message if envelope else None)
+        if envelope is None:
+            raise status_error(reply, provider=NAME)
+        raise status_error(
+            reply, provider=NAME, detail=envelope.message, upstream_code=str(envelope.code)
+        )
 
     def _parse_point(self, response: dict[str, object] | None) -> ProviderBalance:
         raw = (response or {}).get("point")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from app.errors import (
     UpstreamUnreachable,
 )
 
+_DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_RETRY_AFTER = 3600
 DEFAULT_RETRY_AFTER = 1
 
@@ -39,7 +41,8 @@ async def exchange(
         response = await client.send(request, stream=True)
         try:
             declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            # A garbled Content-Length is ignored: the streamed count below still caps the body.
+            if _DIGITS.fullmatch(declared) and int(declared) > max_bytes:
                 raise _too_large(provider, response.status_code, max_bytes)
             body = bytearray()
             async for chunk in response.aiter_bytes():
@@ -77,8 +80,17 @@ def parse_json(body: bytes) -> object | None:
     """Parse JSON keeping fractions exact (Decimal); None when the body is not JSON."""
     try:
         return json.loads(body, parse_float=Decimal, parse_constant=_no_constants)  # type: ignore[no-any-return]
-    except (ValueError, RecursionError, UnicodeDecodeError):
+    except (ValueError, ArithmeticError, RecursionError):
         return None
+
+
+def upstream_text(value: object, *, limit: int = 500) -> str | None:
+    """An upstream message fit to pass on: real text (no lone surrogates or controls), bounded."""
+    if not isinstance(value, str):
+        return None
+    text = value.encode("utf-8", "replace").decode("utf-8")
+    text = "".join(c if c.isprintable() else " " for c in text).strip()
+    return text[:limit] or None
 
 
 def is_int(value: object) -> bool:
@@ -92,12 +104,12 @@ def retry_after_seconds(headers: httpx.Headers) -> int | None:
     if raw is None:
         return None
     raw = raw.strip()
-    if raw.isdigit():
+    if _DIGITS.fullmatch(raw):
         seconds = int(raw)
     else:
         try:
             when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return DEFAULT_RETRY_AFTER
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -118,16 +130,19 @@ def backoff_error(reply: Reply, *, provider: str) -> UpstreamRateLimited | None:
     return None
 
 
-def status_error(reply: Reply, *, provider: str, detail: str | None = None) -> UpstreamError:
+def status_error(
+    reply: Reply, *, provider: str, detail: str | None = None, upstream_code: str | None = None
+) -> UpstreamError:
     """An upstream failure status we have no better name for."""
     return UpstreamError(
         detail or f"{provider} answered HTTP {reply.status}",
         provider=provider,
         upstream_status=reply.status,
+        upstream_code=upstream_code,
     )
 
 
-MAX_POINTS = Decimal(10) ** 18
+MAX_POINTS_DIGITS = 18
 
 
 def points_value(value: object) -> Decimal | None:
@@ -135,7 +150,11 @@ def points_value(value: object) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         return None
     number = Decimal(value)
-    if not number.is_finite() or abs(number) >= MAX_POINTS or number.as_tuple().exponent < -8:  # type: ignore[operator]
+    # Checked on the exponent alone: arithmetic on a value like 1e1000000 would trap.
+    if not number.is_finite() or number.adjusted() >= MAX_POINTS_DIGITS:
+        return None
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -8:
         return None
     # "1e3" from upstream is shown as "1000", never in exponent notation.
     return Decimal(format(number, "f"))

@@ -19,6 +19,7 @@ from app.providers.exchange import (
     parse_json,
     points_value,
     status_error,
+    upstream_text,
 )
 from app.providers.urls import BaseUrl
 
@@ -160,8 +161,8 @@ def _parse_points(data: object, account: GafapayAccount) -> ProviderBalance:
         ("currency_id", account.currency_id),
     ):
         got = record.get(field)
-        # A record for someone else must never be shown as this user's balance.
-        if got is not None and not (isinstance(got, str) and same_id(got, expected)):
+        # A record for someone else, or one that does not say whose it is, is never shown.
+        if not (isinstance(got, str) and same_id(got, expected)):
             raise _invalid(f"GafaPay answered for a different {field}")
     return ProviderBalance(
         points=points, unit=f"{NAME}:{account.currency_id}", as_of=datetime.now(UTC)
@@ -169,10 +170,9 @@ def _parse_points(data: object, account: GafapayAccount) -> ProviderBalance:
 
 
 def _messages(errors: object) -> str | None:
-    if isinstance(errors, list):
-        texts = [e for e in errors if isinstance(e, str) and e]
-        return "; ".join(texts) or None
-    return errors if isinstance(errors, str) and errors else None
+    items = errors if isinstance(errors, list) else [errors]
+    texts = [text for text in map(upstream_text, items[:20]) if text]
+    return upstream_text("; ".join(texts), limit=1000)
 
 
 def _invalid(detail: str) -> UpstreamInvalidResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.providers.exchange import is_int, parse_json
+from app.providers.exchange import is_int, parse_json, upstream_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +21,9 @@ def parse_envelope(body: bytes) -> Envelope | None:
     data = parse_json(body)
     if not isinstance(data, dict) or not is_int(data.get("code")):
         return None
-    message = data.get("message")
     response = data.get("response")
     return Envelope(
         code=int(data["code"]),
-        message=message if isinstance(message, str) and message else None,
+        message=upstream_text(data.get("message")),
         response=response if isinstance(response, dict) else None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from app.providers.exchange import Reply, backoff_error, is_int, status_error
 from app.providers.iamport_envelope import parse_envelope
 
 MAX_TOKEN_LIFETIME = 24 * 3600
+# Printable ASCII without spaces: nothing else can travel in an Authorization header.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
 
 Send = Callable[[httpx.Request], Awaitable[Reply]]
 
@@ -110,12 +113,14 @@ class IamportTokenManager:
     def _parse_token(self, response: dict[str, object] | None, started: float) -> _Token:
         response = response or {}
         value, now, expires = (response.get(k) for k in ("access_token", "now", "expired_at"))
-        if not (isinstance(value, str) and value and is_int(now) and is_int(expires)):
+        valid_token = isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+        if not (valid_token and is_int(now) and is_int(expires)):
             raise UpstreamInvalidResponse(
                 "iamport getToken answer lacks access_token, now or expired_at",
                 provider=self._provider,
                 upstream_status=200,
             )
+        assert isinstance(value, str)
         assert isinstance(now, int)
         assert isinstance(expires, int)
         lifetime = expires - now

@@ -39,6 +39,8 @@ def configure(
     enabled: Iterable[str],
     raw_settings: Mapping[str, Mapping[str, object]],
     plugins: Mapping[str, ProviderPlugin],
+    *,
+    allow_http: bool = False,
 ) -> dict[str, tuple[ProviderPlugin, BaseModel]]:
     """Validate every enabled provider's settings, reporting all problems at once."""
     problems: list[str] = []
@@ -54,7 +56,9 @@ def configure(
         try:
             configured[name] = (
                 plugin,
-                plugin.settings_model.model_validate(raw_settings.get(name, {})),
+                plugin.settings_model.model_validate(
+                    raw_settings.get(name, {}), context={"allow_http": allow_http}
+                ),
             )
         except ValidationError as exc:
             problems.extend(_explain(name, exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -176,6 +177,32 @@ async def test_hanging_gafapay_times_out_and_benepia_still_answers(
     assert by_name["gafapay"]["status"] == "error"
     assert by_name["gafapay"]["error"]["code"] == "upstream_timeout"
     assert by_name["gafapay"]["error"]["status"] == 504
+    again = await client.get("/users/alice/points")
+    assert again.json()["complete"] is True, again.text
+
+
+async def test_hanging_get_token_times_out_benepia_only(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.iamport_url, timeout=CLIENT_TIMEOUT) as admin:
+        assert (await admin.post("/__sandbox/expire-tokens")).status_code == 200
+    await set_fault(stack.iamport_url, "getToken", hang=True, times=1)
+
+    resp = await client.get("/users/alice/points")
+
+    assert resp.status_code == 200, resp.text
+    by_name = entries(resp.json())
+    assert by_name["benepia"]["error"]["code"] == "upstream_timeout"
+    assert by_name["gafapay"]["status"] == "ok"
+    # Recovery: once the hung getToken is given up on, a new token is fetched. (A request that
+    # arrives while the first, hung refresh is still in flight joins it and shares its failure.)
+    for _ in range(50):
+        again = await client.get("/users/alice/points")
+        if again.json()["complete"] is True:
+            break
+        await asyncio.sleep(0.1)
+    assert again.json()["complete"] is True, again.text
+    assert stack.iamport.get_token_calls == 2
 
 
 @pytest.mark.parametrize(
@@ -208,6 +235,10 @@ async def test_fault_maps_to_its_code(
     assert by_name[provider]["status"] == "error"
     assert by_name[provider]["error"]["code"] == code
     assert by_name[provider]["error"]["status"] == 502
+    # The pooled connections are still good for the next request.
+    again = await client.get("/users/alice/points")
+    assert again.status_code == 200, again.text
+    assert again.json()["complete"] is True
 
 
 async def test_every_provider_failing_alike_keeps_their_status(
@@ -221,6 +252,19 @@ async def test_every_provider_failing_alike_keeps_their_status(
     body = assert_problem(resp, 502, "upstream_error")
     assert resp.headers["x-points-complete"] == "false"
     assert [b["error"]["code"] for b in body["balances"]] == ["upstream_error"] * 2
+
+
+async def test_every_provider_rate_limited_gives_the_smallest_retry_after(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    await set_fault(stack.iamport_url, "alice.kim", status=429, retry_after=7, times=1)
+    await set_fault(stack.gafapay_url, ALICE_GAFAPAY, status=429, retry_after=3, times=1)
+
+    resp = await client.get("/users/alice/points")
+
+    body = assert_problem(resp, 503, "upstream_rate_limited")
+    assert resp.headers["retry-after"] == "3"
+    assert body["retry_after"] == 3
 
 
 async def test_rate_limited_single_route_carries_retry_after(
@@ -310,3 +354,13 @@ async def test_minted_request_id_reaches_gafapay_and_is_echoed(
     assert str(uuid.UUID(rid)) == rid
     assert stack.gafapay.last_request_ids == [rid]
 
+
+async def test_malformed_request_id_is_replaced_everywhere(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    resp = await client.get("/users/bob/points", headers={"X-Request-ID": "not valid!"})
+
+    assert resp.status_code == 200, resp.text
+    rid = resp.headers["x-request-id"]
+    assert rid != "not valid!"
+    assert stack.gafapay.last_request_ids == [rid]

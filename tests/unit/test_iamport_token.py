@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -66,7 +66,9 @@ def manager(http: httpx.AsyncClient, clock: FakeClock) -> IamportTokenManager:
     )
 
 
-def slow_token(delay: float = 0.05, token: str = "tok-1") -> respx.types.SideEffectTypes:
+def slow_token(
+    delay: float = 0.05, token: str = "tok-1"
+) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
     async def effect(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(delay)
         return token_ok(token)
@@ -257,16 +259,12 @@ def _token_body(**response: object) -> httpx.Response:
             _token_body(access_token="t", now=1_000, expired_at=1_000 + 24 * 3600 + 1),
             id="lifetime-over-24h",
         ),
-        pytest.param(
-            _token_body(access_token="t", now=True, expired_at=1_800), id="now-as-bool"
-        ),
+        pytest.param(_token_body(access_token="t", now=True, expired_at=1_800), id="now-as-bool"),
         pytest.param(
             httpx.Response(200, json={"code": 0, "message": None, "response": None}),
             id="null-response",
         ),
-        pytest.param(
-            httpx.Response(200, text="<html>gateway error</html>"), id="non-json"
-        ),
+        pytest.param(httpx.Response(200, text="<html>gateway error</html>"), id="non-json"),
         pytest.param(httpx.Response(200, json=["not", "an", "envelope"]), id="json-array"),
     ],
 )
@@ -378,9 +376,7 @@ async def test_cold_gateway_50_concurrent_requests_one_get_token(
     tokens = upstream.post(TOKEN_URL).mock(side_effect=slow_token(0.05))
     points = upstream.post(POINT_URL).mock(return_value=benepia_ok())
     upstream.get(GAFAPAY_URL).mock(return_value=gafapay_ok())
-    replies = await asyncio.gather(
-        *(client.get("/users/alice/points/benepia") for _ in range(50))
-    )
+    replies = await asyncio.gather(*(client.get("/users/alice/points/benepia") for _ in range(50)))
     assert [r.status_code for r in replies] == [200] * 50
     assert tokens.call_count == 1
     assert points.call_count == 50

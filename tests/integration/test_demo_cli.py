@@ -1,0 +1,180 @@
+"""The real console script: `points-gateway demo` serves, answers and stops; `serve` fails fast."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 20.0
+EXIT_TIMEOUT = 10.0
+PROBLEM = "application/problem+json"
+
+
+def command() -> list[str]:
+    """The installed console script, else the module."""
+    script = Path(sysconfig.get_path("scripts")) / "points-gateway"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    """The parent's environment without any POINTS_* setting."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("POINTS_")}
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free right now (held together while picked, then released)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """The demo process, its base URL and its stdout file; always killed at the end."""
+    port, iamport_port, gafapay_port = free_ports(3)
+    stdout = tmp_path / "stdout.txt"
+    with stdout.open("wb") as out, (tmp_path / "stderr.txt").open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                *command(),
+                "demo",
+                "--port",
+                str(port),
+                "--iamport-port",
+                str(iamport_port),
+                "--gafapay-port",
+                str(gafapay_port),
+            ],
+            stdout=out,
+            stderr=err,
+            env=clean_env(),
+            cwd=tmp_path,
+        )
+    try:
+        yield proc, f"http://{HOST}:{port}", stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(EXIT_TIMEOUT)
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    with httpx.Client(base_url=base, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"demo exited with {proc.returncode}: {log.read_text()}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    pytest.fail(f"demo did not answer /healthz within {START_TIMEOUT} s")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_serves_the_demo_users_and_stops_on_signal(
+    demo: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    proc, base, stdout = demo
+    wait_healthy(proc, base, tmp_path / "stderr.txt")
+
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        alice = client.get("/users/alice/points")
+        carol = client.get("/users/carol/points")
+        nobody = client.get("/users/nobody/points")
+
+    assert alice.status_code == 200, alice.text
+    assert alice.json()["complete"] is True
+    assert {b["provider"]: b["points"] for b in alice.json()["balances"]} == {
+        "benepia": "12000",
+        "gafapay": "250.0",
+    }
+    assert carol.status_code == 200, carol.text
+    assert carol.json()["complete"] is False
+    codes = {b["provider"]: (b["error"] or {}).get("code") for b in carol.json()["balances"]}
+    assert codes == {"benepia": "provider_rejected", "gafapay": None}
+    assert nobody.status_code == 200, nobody.text
+    assert nobody.json()["balances"] == []
+
+    proc.send_signal(stop_signal)
+    try:
+        code = proc.wait(EXIT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"demo did not exit within {EXIT_TIMEOUT} s of {stop_signal.name}")
+    assert code == 0
+    printed = stdout.read_text()
+    assert f"curl -s {base}/users/alice/points" in printed
+    assert f"curl -s {base}/users/nobody/points" in printed
+
+
+def test_serve_without_credentials_exits_2_naming_the_setting(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    try:
+        done = subprocess.run(
+            [*command(), "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            cwd=tmp_path,
+            timeout=15,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve without credentials did not exit within 15 s")
+
+    assert done.returncode == 2, done.stderr
+    assert "POINTS_PROVIDERS__BENEPIA__IMP_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_demo_on_a_busy_port_says_so_without_a_traceback(tmp_path: Path) -> None:
+    iamport_port, gafapay_port = free_ports(2)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = int(busy.getsockname()[1])
+        try:
+            done = subprocess.run(
+                [
+                    *command(),
+                    "demo",
+                    "--port",
+                    str(port),
+                    "--iamport-port",
+                    str(iamport_port),
+                    "--gafapay-port",
+                    str(gafapay_port),
+                ],
+                capture_output=True,
+                text=True,
+                env=clean_env(),
+                cwd=tmp_path,
+                timeout=15,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("demo on a busy port did not exit within 15 s")
+
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert str(port) in done.stderr
