@@ -50,16 +50,55 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _openapi(args: argparse.Namespace) -> int:
+    from app.accounts.memory_store import MemoryAccountStore
     from app.main import create_app
     from app.openapi_doc import render_openapi
     from app.settings import Settings
 
     # The document does not depend on configuration, so none is read from the environment.
-    text = render_openapi(create_app(Settings.model_validate({"enabled_providers": []})))
+    settings = Settings.model_validate({"enabled_providers": []})
+    text = render_openapi(create_app(settings, store=MemoryAccountStore()))
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from app.accounts.admin import db_upgrade
+    from app.settings import get_settings
+
+    asyncio.run(db_upgrade(get_settings()))
+    print("points-gateway: database schema is up to date")
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    from app.accounts.sealing import Keyring
+
+    print(Keyring.generate_entry(args.key_id))
+    return 0
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from app.accounts.admin import rotate_keys
+    from app.settings import get_settings
+
+    report = asyncio.run(rotate_keys(get_settings(), batch=args.batch))
+    print(
+        f"points-gateway: re-sealed {report.resealed}, skipped {report.skipped_changed} changed "
+        f"while rotating, {report.unreadable} unreadable"
+    )
+    return 1 if report.unreadable else 0
+
+
+def _accounts_import(args: argparse.Namespace) -> int:
+    from app.accounts.admin import import_accounts
+    from app.settings import get_settings
+
+    count = asyncio.run(import_accounts(get_settings(), Path(args.file)))
+    print(f"points-gateway: linked {count} accounts")
     return 0
 
 
@@ -83,6 +122,28 @@ def _parser() -> argparse.ArgumentParser:
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
     openapi.set_defaults(run=_openapi)
+
+    db = commands.add_parser("db", help="manage the account database").add_subparsers(
+        dest="db_command", required=True
+    )
+    db.add_parser("upgrade", help="apply the schema migrations").set_defaults(run=_db_upgrade)
+
+    keys = commands.add_parser("keys", help="manage credential sealing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    generate = keys.add_parser("generate", help="print a new id:key entry for POINTS_SECRET_KEYS")
+    generate.add_argument("--key-id", default=None)
+    generate.set_defaults(run=_keys_generate)
+    rotate = keys.add_parser("rotate", help="re-seal stored credentials under the current key")
+    rotate.add_argument("--batch", type=int, default=200)
+    rotate.set_defaults(run=_keys_rotate)
+
+    accounts = commands.add_parser("accounts", help="manage linked accounts").add_subparsers(
+        dest="accounts_command", required=True
+    )
+    imports = accounts.add_parser("import", help="link every account of a JSON file")
+    imports.add_argument("file")
+    imports.set_defaults(run=_accounts_import)
     return parser
 
 
@@ -92,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # httpx logs every request URL at INFO; those carry provider user ids.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         code: int = args.run(args)
     except (ConfigurationError, ValidationError) as exc:

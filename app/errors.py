@@ -6,6 +6,7 @@ problem `code` and HTTP status. One exception handler (app/problems.py) renders 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 
@@ -24,8 +25,10 @@ class GatewayError(Exception):
         upstream_status: int | None = None,
         upstream_code: str | None = None,
         retry_after: int | None = None,
+        field_errors: Sequence[Mapping[str, object]] = (),
     ) -> None:
         self.detail = detail or self.title
+        self.field_errors = list(field_errors)
         self.provider = provider
         self.upstream_status = upstream_status
         self.upstream_code = upstream_code
@@ -165,3 +168,20 @@ class ProvidersFailed(GatewayError):
     code = "providers_failed"
     status = 502
     title = "Every provider failed"
+
+
+# --- Failures of the linked-account store ------------------------------------------------------
+
+
+class StoreUnavailable(GatewayError):
+    code = "store_unavailable"
+    status = 503
+    title = "The account store is unavailable"
+
+
+class CredentialsUnreadable(GatewayError):
+    """A stored credential failed to decrypt or authenticate: re-link the account."""
+
+    code = "credentials_unreadable"
+    status = 409
+    title = "The stored credentials for this account cannot be read"

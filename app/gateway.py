@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import httpx
 from pydantic import BaseModel
 
-from app.accounts.directory import AccountDirectory, InMemoryDirectory
+from app.accounts.engine import build_engine
+from app.accounts.migrate import schema_exists
+from app.accounts.sealing import Keyring
+from app.accounts.sql_store import SqlAccountStore
+from app.accounts.store import AccountStore
+from app.errors import StoreUnavailable
 from app.outbound.client import build_client
 from app.points.aggregator import Aggregator
 from app.providers.base import ConfigurationError, ProviderDeps, ProviderPlugin
 from app.providers.registry import Registry, configure, discover_plugins
 from app.settings import Settings
 
+log = logging.getLogger("points_gateway")
+
 
 @dataclass(frozen=True, slots=True)
 class GatewayPlan:
-    """Validated settings, ready to build from; making one does no I/O beyond reading files."""
+    """Validated settings, ready to build from; making one does no I/O."""
 
     settings: Settings
     providers: dict[str, tuple[ProviderPlugin, BaseModel]]
-    directory: AccountDirectory
+    keyring: Keyring | None
+    store: AccountStore | None
+
+    def plugins(self) -> dict[str, ProviderPlugin]:
+        """The configured providers' plugins by name."""
+        return {name: plugin for name, (plugin, _) in self.providers.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,31 +43,61 @@ class Gateway:
 
     settings: Settings
     registry: Registry
-    directory: AccountDirectory
+    store: AccountStore
     aggregator: Aggregator
 
     async def aclose(self) -> None:
-        """Close every outbound connection."""
+        """Close outbound connections, then the store."""
         await self.registry.aclose()
+        await self.store.aclose()
 
 
-def plan_gateway(settings: Settings, *, directory: AccountDirectory | None = None) -> GatewayPlan:
-    """Check the settings and the seeded accounts; raises ConfigurationError saying what to fix."""
+def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> GatewayPlan:
+    """Check the settings; raises ConfigurationError saying what to fix."""
     providers = configure(
         settings.enabled_providers,
         settings.providers,
         discover_plugins(),
         allow_http=settings.sandbox,
     )
-    if directory is None:
-        plugins = {name: plugin for name, (plugin, _) in providers.items()}
-        path = settings.accounts_file
-        directory = InMemoryDirectory.from_file(path, plugins) if path else InMemoryDirectory()
-    return GatewayPlan(settings, providers, directory)
+    keyring = None
+    if store is None:
+        if settings.secret_keys is None:
+            raise ConfigurationError(
+                "POINTS_SECRET_KEYS is required to store provider credentials; "
+                "create one with `points-gateway keys generate`"
+            )
+        keyring = Keyring.parse(settings.secret_keys.get_secret_value())
+    return GatewayPlan(settings, providers, keyring, store)
+
+
+async def open_store(plan: GatewayPlan) -> AccountStore:
+    """The configured store; refuses to start on a missing schema or a missing sealing key."""
+    if plan.store is not None:
+        return plan.store
+    assert plan.keyring is not None
+    settings = plan.settings
+    engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
+    models = {name: plugin.account_model for name, plugin in plan.plugins().items()}
+    store = SqlAccountStore(engine, plan.keyring, models, timeout=settings.database_timeout)
+    try:
+        if not await schema_exists(engine):
+            await engine.dispose()
+            raise ConfigurationError(
+                "the account store has no schema yet: run `points-gateway db upgrade`"
+            )
+        await store.check_ready()
+    except (StoreUnavailable, OSError) as exc:
+        # Serve anyway: points routes answer 503 store_unavailable until the database is back.
+        log.warning("account store unreachable at start (%s); serving degraded", type(exc).__name__)
+    except ConfigurationError:
+        await engine.dispose()
+        raise
+    return store
 
 
 def build_gateway(
-    plan: GatewayPlan, *, transport: httpx.AsyncBaseTransport | None = None
+    plan: GatewayPlan, store: AccountStore, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Gateway:
     """Build the outbound clients, adapters and aggregator (the transport is the test seam)."""
     settings = plan.settings
@@ -72,5 +115,5 @@ def build_gateway(
         client_factory=client_factory, max_response_bytes=settings.outbound.max_response_bytes
     )
     registry = Registry.build(plan.providers, deps)
-    aggregator = Aggregator(registry, plan.directory, deadline=settings.request_deadline)
-    return Gateway(settings, registry, plan.directory, aggregator)
+    aggregator = Aggregator(registry, store, deadline=settings.request_deadline)
+    return Gateway(settings, registry, store, aggregator)

@@ -10,9 +10,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
-from app.accounts.directory import AccountDirectory
-from app.api import health, points, providers
-from app.gateway import build_gateway, plan_gateway
+from app.accounts.store import AccountStore
+from app.api import accounts, health, points, providers
+from app.gateway import build_gateway, open_store, plan_gateway
 from app.openapi_doc import install_openapi
 from app.problems import install_problem_handlers
 from app.request_context import RequestIdMiddleware
@@ -27,14 +27,14 @@ def create_app(
     settings: Settings | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    directory: AccountDirectory | None = None,
+    store: AccountStore | None = None,
 ) -> FastAPI:
     """Build the ASGI app; settings are checked here, so bad configuration fails before serving."""
-    plan = plan_gateway(settings or get_settings(), directory=directory)
+    plan = plan_gateway(settings or get_settings(), store=store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = build_gateway(plan, transport=transport)
+        gateway = build_gateway(plan, await open_store(plan), transport=transport)
         app.state.gateway = gateway
         try:
             yield
@@ -50,7 +50,7 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
-    for router in (points.router, providers.router, health.router):
+    for router in (points.router, accounts.router, providers.router, health.router):
         app.include_router(router)
     install_openapi(app)
     return app

@@ -78,6 +78,7 @@ def problem_from(error: GatewayError, *, instance: str | None, request_id: str |
         upstream_code=error.upstream_code,
         retry_after=error.retry_after,
         request_id=request_id,
+        errors=_field_errors(error.field_errors) or None,
     )
 
 
@@ -108,12 +109,11 @@ async def _gateway_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    error = InvalidRequest("The request failed validation; see `errors`.")
-    problem = problem_from(
-        error, instance=instance_of(request), request_id=request_id_of(request.scope)
+    error = InvalidRequest(
+        "The request failed validation; see `errors`.", field_errors=exc.errors()
     )
-    problem.errors = _field_errors(exc.errors())
-    return problem_response(problem)
+    rid = request_id_of(request.scope)
+    return problem_response(problem_from(error, instance=instance_of(request), request_id=rid))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

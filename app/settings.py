@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -32,7 +32,12 @@ class Settings(BaseSettings):
     # Raw until each provider validates its own section (secrets become SecretStr there).
     providers: dict[str, dict[str, object]] = Field(default={}, repr=False)
     request_deadline: float = Field(default=5.0, gt=0, le=120)
-    accounts_file: Path | None = None
+    data_dir: Path = Path("data")
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy async URL; default: SQLite in data_dir."
+    )
+    database_timeout: float = Field(default=3.0, gt=0, le=60)
+    secret_keys: SecretStr | None = None
     sandbox: bool = False
     outbound: OutboundSettings = OutboundSettings()
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
@@ -43,6 +48,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    def database_url_value(self) -> str:
+        """The database URL to connect to (it may hold a password: never log it)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.data_dir / 'points-gateway.db'}"
 
 
 @lru_cache

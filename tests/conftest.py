@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Final, Literal
 
 import httpx
 import pytest
 import respx
 from fastapi import FastAPI
 
-from app.accounts.directory import InMemoryDirectory
+from app.accounts.memory_store import MemoryAccountStore, load_accounts
 from app.main import create_app
 from app.providers.registry import BUILTIN_PLUGINS
 from app.settings import Settings
@@ -25,6 +27,11 @@ COMPANY_ID = "59388167894b4d10a04fe5da3b8a2104"
 CURRENCY = "1f1519903ed240578f071aa45cb479f2"
 ALICE_GAFAPAY = "fb8f09210e0f46b7b4262d77f5b6c273"
 BENEPIA_PASSWORD = "sEcReT-benepia-pw-0003"
+
+TOKEN_URL = f"{IAMPORT}/users/getToken"
+BENEPIA_URL = f"{IAMPORT}/benepia/point"
+GAFAPAY_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
+PROBLEM = "application/problem+json"
 
 SECRETS = (IMP_SECRET, GAFAPAY_TOKEN, BENEPIA_PASSWORD)
 
@@ -64,12 +71,12 @@ def make_settings(
     return Settings.model_validate(values)
 
 
-def make_directory(
+def make_store(
     accounts: dict[str, dict[str, dict[str, str]]] | None = None,
-) -> InMemoryDirectory:
-    """An in-memory directory of test accounts."""
+) -> MemoryAccountStore:
+    """An in-memory store of test accounts."""
     plugins = {p.name: p for p in BUILTIN_PLUGINS}
-    return InMemoryDirectory.from_raw(accounts or TEST_ACCOUNTS, plugins, source="test")
+    return MemoryAccountStore(load_accounts(accounts or TEST_ACCOUNTS, plugins, source="test"))
 
 
 @asynccontextmanager
@@ -101,7 +108,7 @@ def gateway_app(upstream: respx.MockRouter) -> AppFactory:
         return create_app(
             settings or make_settings(),
             transport=httpx.MockTransport(upstream.async_handler),
-            directory=make_directory(accounts),
+            store=make_store(accounts),
         )
 
     return build
@@ -138,3 +145,41 @@ def gafapay_ok(points: str = "250.0", user_id: str = ALICE_GAFAPAY) -> httpx.Res
         f'"user_id":"{user_id}","user_type":2,"points":{points},"currency_id":"{CURRENCY}"}}}}}}'
     )
     return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+
+class _Absent(enum.Enum):
+    ABSENT = enum.auto()
+
+
+# As an expected problem member: the member must not be in the body at all.
+ABSENT: Final = _Absent.ABSENT
+
+
+def assert_upstream_problem(
+    response: httpx.Response,
+    status: int,
+    code: str,
+    *,
+    provider: str,
+    upstream_status: int | None = None,
+    upstream_code: str | Literal[_Absent.ABSENT] | None = None,
+) -> dict[str, object]:
+    """The answer is the problem+json of `code` about `provider`; returns the parsed body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert isinstance(body, dict)
+    assert body["code"] == code
+    assert body["status"] == status
+    assert body["provider"] == provider
+    assert body["type"] == f"urn:points-gateway:problem:{code}"
+    assert body.get("upstream_status") == upstream_status
+    if upstream_code is ABSENT:
+        assert "upstream_code" not in body
+    else:
+        assert body.get("upstream_code") == upstream_code
+    assert body["request_id"] == response.headers["x-request-id"]
+    if status != 503:
+        assert "retry-after" not in response.headers
+        assert "retry_after" not in body
+    return body

@@ -13,7 +13,7 @@ from app.cli import main
 from app.main import create_app
 from app.openapi_doc import render_openapi
 from app.sandbox.demo import DEMO_GAFAPAY_TOKEN, DEMO_IMP_SECRET
-from tests.conftest import SECRETS, make_settings, serve_in_process
+from tests.conftest import SECRETS, make_settings, make_store, serve_in_process
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 REGENERATE = "run: points-gateway openapi --output openapi/openapi.json"
@@ -95,7 +95,7 @@ def test_no_secrets_in_the_document(generated: str) -> None:
 
 async def test_served_document_is_the_committed_one(generated: str) -> None:
     # The document must not depend on configuration: a configured app serves the same one.
-    app = create_app(make_settings())
+    app = create_app(make_settings(), store=make_store())
     assert render_openapi(app) == generated
     async with serve_in_process(app) as client:
         resp = await client.get("/openapi.json")

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.problems import Problem
+from app.providers.registry import BUILTIN_PLUGINS
 
 PROBLEM_DESCRIPTIONS = {
     401: "No or bad credentials (`unauthorized`).",
@@ -28,4 +29,15 @@ def problems(*statuses: int, model: type[BaseModel] = Problem) -> dict[int | str
     """`responses=` entries documenting problem+json answers for these statuses."""
     return {
         status: {"model": model, "description": PROBLEM_DESCRIPTIONS[status]} for status in statuses
+    }
+
+
+def account_body() -> dict[str, Any]:
+    """`openapi_extra` describing a body that is one of the built-in providers' account schemas."""
+    schemas = [plugin.account_model.model_json_schema() for plugin in BUILTIN_PLUGINS]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": schemas}}},
+        }
     }

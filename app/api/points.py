@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import CallDep, GatewayDep
 from app.api.docs import problems
+from app.api.params import PERSONAL, ProviderName, UserId
 from app.errors import InvalidRequest
 from app.points.models import Balance, PointsAnswer, PointsProblem
 from app.points.status_policy import failure_problem
@@ -17,19 +18,6 @@ from app.request_context import request_id_of
 
 router = APIRouter(tags=["points"])
 
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
-PERSONAL = {"cache-control": "no-store"}
-
-UserId = Annotated[
-    str,
-    Path(
-        pattern=USER_ID_PATTERN,
-        description="1-128 characters: letters, digits and `. _ @ -`, starting with a letter "
-        "or digit.",
-        examples=["alice"],
-    ),
-]
-ProviderName = Annotated[str, Path(max_length=64, examples=["benepia"])]
 ProvidersFilter = Annotated[
     str | None,
     Query(

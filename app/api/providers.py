@@ -34,7 +34,6 @@ async def list_providers(gateway: GatewayDep) -> ProviderList:
     """Names, display names and units of the programs this gateway is configured for."""
     infos = []
     for name in gateway.registry.names():
-        plugin = gateway.registry.plugin(name)
-        assert plugin is not None
+        plugin, _ = gateway.registry.require(name)
         infos.append(ProviderInfo(name=name, display_name=plugin.display_name, unit=plugin.unit))
     return ProviderList(providers=infos)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
-from app.accounts.directory import AccountDirectory
+from app.accounts.store import AccountStore, LinkedAccount
 from app.errors import (
     AccountNotLinked,
     GatewayError,
     InternalError,
     ProviderError,
-    UnknownProvider,
     UpstreamTimeout,
 )
 from app.points.models import Balance, PointsAnswer
@@ -25,7 +23,6 @@ from app.providers.base import CallContext, PointsProvider
 from app.providers.registry import Registry
 
 log = logging.getLogger("points_gateway.aggregator")
-_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 def error_entry(provider: str, error: GatewayError) -> Balance:
@@ -44,13 +41,13 @@ class Aggregator:
     def __init__(
         self,
         registry: Registry,
-        directory: AccountDirectory,
+        store: AccountStore,
         *,
         deadline: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
-        self._directory = directory
+        self._store = store
         self._deadline = deadline
         self._clock = clock
 
@@ -59,7 +56,7 @@ class Aggregator:
     ) -> PointsAnswer:
         """Every linked program's entry (narrowed by `only`), fetched concurrently."""
         deadline_at = self._clock() + self._deadline
-        linked = await self._directory.linked(user_id)
+        linked = await self._store.linked(user_id)
         if only is None:
             names = [n for n in self._registry.names() if n in linked]
         else:
@@ -69,31 +66,39 @@ class Aggregator:
         entries = await asyncio.gather(
             *(self._entry(name, linked.get(name), call, deadline_at) for name in names)
         )
-        complete = all(e.status == "ok" for e in entries)
+        answered = [e.provider for e in entries if e.status == "ok"]
+        if answered:
+            self._store.note_fetched(user_id, answered)
+        complete = len(answered) == len(entries)
         return PointsAnswer(user_id=user_id, complete=complete, balances=list(entries))
 
     async def one(self, user_id: str, provider: str, call: CallContext) -> Balance:
         """One program's entry; an unknown provider or unlinked account raises."""
         deadline_at = self._clock() + self._deadline
         self._provider(provider)
-        account = (await self._directory.linked(user_id)).get(provider)
+        account = (await self._store.linked(user_id)).get(provider)
         if account is None:
             raise AccountNotLinked(f"{user_id} has no {provider} account linked", provider=provider)
-        return await self._entry(provider, account, call, deadline_at)
+        entry = await self._entry(provider, account, call, deadline_at)
+        if entry.status == "ok":
+            self._store.note_fetched(user_id, [provider])
+        return entry
+
+    async def one_shot(self, provider: str, account: BaseModel, call: CallContext) -> Balance:
+        """One program's entry for credentials the caller holds; nothing is stored."""
+        self._provider(provider)
+        return await self._entry(provider, account, call, self._clock() + self._deadline)
 
     def _provider(self, name: str) -> PointsProvider:
-        provider = self._registry.get(name)
-        if provider is None:
-            known = ", ".join(self._registry.names()) or "none"
-            shown = repr(name) if _NAME.fullmatch(name) else "by that name"
-            raise UnknownProvider(f"No provider {shown} (configured: {known}).")
-        return provider
+        return self._registry.require(name)[1]
 
     async def _entry(
-        self, name: str, account: BaseModel | None, call: CallContext, deadline_at: float
+        self, name: str, account: LinkedAccount | None, call: CallContext, deadline_at: float
     ) -> Balance:
         if account is None:
             return error_entry(name, AccountNotLinked(f"No {name} account is linked"))
+        if isinstance(account, GatewayError):
+            return error_entry(name, account)
         provider = self._provider(name)
         budget = min(provider.timeout, deadline_at - self._clock())
         try:

@@ -72,6 +72,21 @@ class ProviderPlugin:
     settings_model: type[BaseModel]
     account_model: type[BaseModel]
     build: Callable[[BaseModel, ProviderDeps], PointsProvider]
+    identify: Callable[[BaseModel], str] | None = None
+    """The account's identifier at the provider (shown masked; never a secret)."""
+
+    def masked_id(self, account: BaseModel) -> str:
+        """The account's identifier, masked for display."""
+        return mask(self.identify(account)) if self.identify else ""
+
+
+def mask(identifier: str) -> str:
+    """Enough of an identifier to recognise it, not to use it: `al****im`."""
+    if len(identifier) <= 4:
+        return "*" * len(identifier)
+    keep = 2 if len(identifier) < 12 else 4
+    # A fixed run of stars: the length of an identifier is itself a hint.
+    return identifier[:keep] + "****" + identifier[-keep:]
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -193,4 +193,5 @@ plugin = ProviderPlugin(
     settings_model=BenepiaSettings,
     account_model=BenepiaAccount,
     build=_build,
+    identify=lambda account: expect(BenepiaAccount, account).benepia_user,
 )

@@ -199,4 +199,5 @@ plugin = ProviderPlugin(
     settings_model=GafapaySettings,
     account_model=GafapayAccount,
     build=_build,
+    identify=lambda account: expect(GafapayAccount, account).gafapay_user_id,
 )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 
 from pydantic import BaseModel, ValidationError
 
+from app.errors import UnknownProvider
 from app.providers import benepia, gafapay
 from app.providers.base import ConfigurationError, PointsProvider, ProviderDeps, ProviderPlugin
 
 ENTRY_POINT_GROUP = "points_gateway.providers"
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 BUILTIN_PLUGINS: tuple[ProviderPlugin, ...] = (benepia.plugin, gafapay.plugin)
 
 
@@ -87,15 +90,15 @@ class Registry:
         """Provider names in the stable answer order."""
         return list(self._entries)
 
-    def get(self, name: str) -> PointsProvider | None:
-        """The adapter for `name`, if that provider is configured."""
+    def require(self, name: str) -> tuple[ProviderPlugin, PointsProvider]:
+        """The plugin and adapter for `name`, or UnknownProvider."""
         entry = self._entries.get(name)
-        return entry[1] if entry else None
-
-    def plugin(self, name: str) -> ProviderPlugin | None:
-        """The plugin behind `name`, if configured."""
-        entry = self._entries.get(name)
-        return entry[0] if entry else None
+        if entry is None:
+            known = ", ".join(self._entries) or "none"
+            # Only a well-formed name is echoed back: it is caller input.
+            shown = repr(name) if _NAME.fullmatch(name) else "by that name"
+            raise UnknownProvider(f"No provider {shown} (configured: {known}).")
+        return entry
 
     async def aclose(self) -> None:
         """Close every adapter's connections."""

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
+import tempfile
 from decimal import Decimal
 
-from app.accounts.directory import InMemoryDirectory
+from pydantic import BaseModel
+
+from app.accounts.admin import seed
+from app.accounts.engine import build_engine
+from app.accounts.memory_store import load_accounts
+from app.accounts.migrate import upgrade
+from app.accounts.sealing import Keyring
+from app.accounts.sql_store import SqlAccountStore
 from app.main import create_app
 from app.providers.registry import BUILTIN_PLUGINS
 from app.sandbox.gafapay import GafapaySandbox, create_gafapay_app
 from app.sandbox.iamport import IamportSandbox, create_iamport_app
 from app.sandbox.servers import Served, ServerGroup, bind
 from app.settings import Settings
+
+DEMO_PLUGINS = {p.name: p for p in BUILTIN_PLUGINS}
 
 # Sandbox-only credentials: they open nothing but the emulators below.
 DEMO_IMP_KEY = "demo_imp_key"
@@ -73,18 +82,29 @@ def demo_settings(iamport_url: str, gafapay_url: str, **overrides: object) -> Se
     return Settings.model_validate(values)
 
 
-def demo_directory() -> InMemoryDirectory:
-    """The demo users' linked accounts."""
-    plugins = {p.name: p for p in BUILTIN_PLUGINS}
-    return InMemoryDirectory.from_raw(
-        json.loads(json.dumps(DEMO_ACCOUNTS)), plugins, source="demo accounts"
-    )
+def demo_accounts() -> dict[str, dict[str, BaseModel]]:
+    """The demo users' linked accounts, validated."""
+    return load_accounts(DEMO_ACCOUNTS, DEMO_PLUGINS, source="demo accounts")
+
+
+async def prepare_demo_database(database_url: str, keyring: Keyring) -> None:
+    """Migrate a fresh database and link the demo users' accounts in it."""
+    engine = build_engine(database_url, timeout=5.0)
+    await upgrade(engine)
+    models = {name: plugin.account_model for name, plugin in DEMO_PLUGINS.items()}
+    store = SqlAccountStore(engine, keyring, models, timeout=5.0)
+    try:
+        await seed(store, demo_accounts(), DEMO_PLUGINS)
+    finally:
+        await store.aclose()
 
 
 def _banner(base: str) -> str:
     return "\n".join(
         [
             f"points-gateway demo serving on {base} (sandbox emulators, not real providers)",
+            "Credentials are sealed with an ephemeral key in a temporary SQLite database;",
+            "both are gone when the demo stops.",
             "",
             "Try:",
             f"  curl -s {base}/users/alice/points          # both programs, complete: true",
@@ -106,9 +126,19 @@ async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int
     iamport, gafapay = demo_sandboxes()
     iamport_app = Served(create_iamport_app(iamport), bind(host, iamport_port))
     gafapay_app = Served(create_gafapay_app(gafapay), bind(host, gafapay_port))
-    settings = demo_settings(iamport_app.url, gafapay_app.url)
-    gateway = Served(create_app(settings, directory=demo_directory()), bind(host, port))
-    group = ServerGroup([iamport_app, gafapay_app, gateway], log_level="info")
+    keys = Keyring.generate_entry("demo-ephemeral")
+    with tempfile.TemporaryDirectory(prefix="points-gateway-demo-") as data_dir:
+        database_url = f"sqlite+aiosqlite:///{data_dir}/demo.db"
+        await prepare_demo_database(database_url, Keyring.parse(keys))
+        settings = demo_settings(
+            iamport_app.url, gafapay_app.url, database_url=database_url, secret_keys=keys
+        )
+        gateway = Served(create_app(settings), bind(host, port))
+        await _serve(gateway, [iamport_app, gafapay_app, gateway])
+
+
+async def _serve(gateway: Served, served: list[Served]) -> None:
+    group = ServerGroup(served, log_level="info")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, group.stop)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import pytest
 from starlette.types import ASGIApp
 
+from app.accounts.memory_store import MemoryAccountStore
 from app.main import create_app
 from app.sandbox.demo import (
     DEMO_GAFAPAY_TOKEN,
-    demo_directory,
+    demo_accounts,
     demo_sandboxes,
     demo_settings,
 )
@@ -123,7 +124,7 @@ def running_stack() -> Iterator[Stack]:
     iamport_app = _served(create_iamport_app(iamport))
     gafapay_app = _served(create_gafapay_app(gafapay))
     settings = gateway_settings(iamport_app.url, gafapay_app.url)
-    gateway = _served(create_app(settings, directory=demo_directory()))
+    gateway = _served(create_app(settings, store=MemoryAccountStore(demo_accounts())))
     with serving([iamport_app, gafapay_app, gateway]):
         yield Stack(gateway.url, iamport_app.url, gafapay_app.url, iamport, gafapay)
 
@@ -144,6 +145,6 @@ def refused_gateway_url(running_stack: Stack) -> Iterator[str]:
         running_stack.gafapay_url,
         base_url=f"http://{HOST}:{closed_port()}",
     )
-    gateway = _served(create_app(settings, directory=demo_directory()))
+    gateway = _served(create_app(settings, store=MemoryAccountStore(demo_accounts())))
     with serving([gateway]):
         yield gateway.url

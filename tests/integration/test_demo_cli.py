@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 START_TIMEOUT = 20.0
 EXIT_TIMEOUT = 10.0
-PROBLEM = "application/problem+json"
+RUN_TIMEOUT = 15
 
 
 def command() -> list[str]:
@@ -32,6 +32,36 @@ def command() -> list[str]:
 def clean_env() -> dict[str, str]:
     """The parent's environment without any POINTS_* setting."""
     return {k: v for k, v in os.environ.items() if not k.upper().startswith("POINTS_")}
+
+
+def demo_command(port: int, iamport_port: int, gafapay_port: int) -> list[str]:
+    """`points-gateway demo` serving on `port`, its emulators on the other two."""
+    return [
+        *command(),
+        "demo",
+        "--port",
+        str(port),
+        "--iamport-port",
+        str(iamport_port),
+        "--gafapay-port",
+        str(gafapay_port),
+    ]
+
+
+def run_to_exit(args: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess[str]:
+    """Run `args` until it exits (failing the test after RUN_TIMEOUT s), capturing its text."""
+    try:
+        return subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            cwd=cwd,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} did not exit within {RUN_TIMEOUT} s")
 
 
 def free_ports(count: int) -> list[int]:
@@ -53,16 +83,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     stdout = tmp_path / "stdout.txt"
     with stdout.open("wb") as out, (tmp_path / "stderr.txt").open("wb") as err:
         proc = subprocess.Popen(
-            [
-                *command(),
-                "demo",
-                "--port",
-                str(port),
-                "--iamport-port",
-                str(iamport_port),
-                "--gafapay-port",
-                str(gafapay_port),
-            ],
+            demo_command(port, iamport_port, gafapay_port),
             stdout=out,
             stderr=err,
             env=clean_env(),
@@ -129,18 +150,9 @@ def test_demo_serves_the_demo_users_and_stops_on_signal(
 
 def test_serve_without_credentials_exits_2_naming_the_setting(tmp_path: Path) -> None:
     (port,) = free_ports(1)
-    try:
-        done = subprocess.run(
-            [*command(), "serve", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            env=clean_env(),
-            cwd=tmp_path,
-            timeout=15,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("serve without credentials did not exit within 15 s")
+    done = run_to_exit(
+        [*command(), "serve", "--port", str(port)], tmp_path, "serve without credentials"
+    )
 
     assert done.returncode == 2, done.stderr
     assert "POINTS_PROVIDERS__BENEPIA__IMP_KEY" in done.stderr
@@ -153,27 +165,9 @@ def test_demo_on_a_busy_port_says_so_without_a_traceback(tmp_path: Path) -> None
         busy.bind((HOST, 0))
         busy.listen()
         port = int(busy.getsockname()[1])
-        try:
-            done = subprocess.run(
-                [
-                    *command(),
-                    "demo",
-                    "--port",
-                    str(port),
-                    "--iamport-port",
-                    str(iamport_port),
-                    "--gafapay-port",
-                    str(gafapay_port),
-                ],
-                capture_output=True,
-                text=True,
-                env=clean_env(),
-                cwd=tmp_path,
-                timeout=15,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail("demo on a busy port did not exit within 15 s")
+        done = run_to_exit(
+            demo_command(port, iamport_port, gafapay_port), tmp_path, "demo on a busy port"
+        )
 
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr

@@ -12,11 +12,11 @@ import pytest
 
 from app.sandbox.demo import ALICE_GAFAPAY, DEMO_CURRENCY, DEMO_GAFAPAY_TOKEN
 from app.sandbox.iamport import LOGIN_FAILED_MESSAGE
+from tests.conftest import PROBLEM
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
-PROBLEM = "application/problem+json"
 GAFAPAY_UNIT = f"gafapay:{DEMO_CURRENCY}"
 # Guards every call: a hung upstream must never hang the gateway's answer.
 CLIENT_TIMEOUT = 8.0

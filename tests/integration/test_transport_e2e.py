@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from app.accounts.directory import InMemoryDirectory
+from app.accounts.memory_store import MemoryAccountStore, load_accounts
 from app.main import create_app
 from app.providers.registry import BUILTIN_PLUGINS
 from app.sandbox.demo import DEMO_CURRENCY
@@ -117,21 +117,21 @@ async def raw_upstream(scope: Scope, receive: Receive, send: Send) -> None:
         await _body(send, ok)
 
 
-def _directory() -> InMemoryDirectory:
+def _directory() -> MemoryAccountStore:
     raw: dict[str, Any] = {
         name: {"gafapay": {"gafapay_user_id": uid, "currency_id": DEMO_CURRENCY}}
         for name, uid in BEHAVIOURS.items()
     }
     raw["plain"] = {"gafapay": {"gafapay_user_id": "a0", "currency_id": DEMO_CURRENCY}}
     plugins = {p.name: p for p in BUILTIN_PLUGINS}
-    return InMemoryDirectory.from_raw(raw, plugins, source="transport tests")
+    return MemoryAccountStore(load_accounts(raw, plugins, source="transport tests"))
 
 
 @pytest.fixture(scope="module")
 def gateway_url() -> Iterator[str]:
     upstream = Served(raw_upstream, bind(HOST, 0))
     settings = gateway_settings(f"http://{HOST}:{closed_port()}", upstream.url)
-    gateway = Served(create_app(settings, directory=_directory()), bind(HOST, 0))
+    gateway = Served(create_app(settings, store=_directory()), bind(HOST, 0))
     with serving([upstream, gateway]):
         yield gateway.url
 

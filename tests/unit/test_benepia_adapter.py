@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import partial
 
 import httpx
 import pytest
@@ -14,20 +15,19 @@ import respx
 from app.settings import Settings
 from tests.conftest import (
     BENEPIA_PASSWORD,
-    IAMPORT,
+    BENEPIA_URL,
     IMP_KEY,
     IMP_SECRET,
+    TOKEN_URL,
     AppFactory,
+    assert_upstream_problem,
     benepia_ok,
     make_settings,
     serve_in_process,
     token_ok,
 )
 
-TOKEN_URL = f"{IAMPORT}/users/getToken"
-POINT_URL = f"{IAMPORT}/benepia/point"
 PATH = "/users/alice/points/benepia"
-PROBLEM = "application/problem+json"
 KOREAN_REJECTION = "베네피아 아이디 또는 비밀번호가 일치하지 않습니다."
 
 
@@ -38,34 +38,11 @@ def mock_benepia(
 ) -> tuple[respx.Route, respx.Route]:
     """Routes for getToken and the point query (both succeed unless told otherwise)."""
     token_route = upstream.post(TOKEN_URL).mock(return_value=token or token_ok())
-    point_route = upstream.post(POINT_URL).mock(return_value=point or benepia_ok())
+    point_route = upstream.post(BENEPIA_URL).mock(return_value=point or benepia_ok())
     return token_route, point_route
 
 
-def assert_problem(
-    response: httpx.Response,
-    status: int,
-    code: str,
-    *,
-    upstream_status: int | None = None,
-    upstream_code: str | None = None,
-) -> dict[str, object]:
-    """The answer is the problem+json of `code` about Benepia; returns the parsed body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert isinstance(body, dict)
-    assert body["code"] == code
-    assert body["status"] == status
-    assert body["provider"] == "benepia"
-    assert body["type"] == f"urn:points-gateway:problem:{code}"
-    assert body.get("upstream_status") == upstream_status
-    assert body.get("upstream_code") == upstream_code
-    assert body["request_id"] == response.headers["x-request-id"]
-    if status != 503:
-        assert "retry-after" not in response.headers
-        assert "retry_after" not in body
-    return body
+assert_problem = partial(assert_upstream_problem, provider="benepia")
 
 
 def settings_with(**benepia: object) -> Settings:

@@ -5,31 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from functools import partial
 
 import httpx
 import pytest
 import respx
 
 from tests.conftest import (
+    ABSENT,
     ALICE_GAFAPAY,
     COMPANY_ID,
     CURRENCY,
-    GAFAPAY,
     GAFAPAY_TOKEN,
+    GAFAPAY_URL,
     AppFactory,
+    assert_upstream_problem,
     gafapay_ok,
     make_settings,
     serve_in_process,
 )
 
-POINTS_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
 PATH = "/users/alice/points/gafapay"
-PROBLEM = "application/problem+json"
 OVER_CAP = 1_048_576 + 1
 
 
 def mock_gafapay(upstream: respx.MockRouter, answer: httpx.Response | None = None) -> respx.Route:
-    return upstream.get(POINTS_URL).mock(return_value=answer or gafapay_ok())
+    return upstream.get(GAFAPAY_URL).mock(return_value=answer or gafapay_ok())
 
 
 def raw(body: str, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -54,23 +55,8 @@ def user_points(
     return raw(f'{{"success":1,"error":[],"data":{{"user_points":{record}}}}}')
 
 
-def assert_problem(
-    response: httpx.Response, status: int, code: str, *, upstream_status: int | None = None
-) -> dict[str, object]:
-    """The answer is the problem+json of `code` about GafaPay; returns the parsed body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert isinstance(body, dict)
-    assert body["code"] == code
-    assert body["status"] == status
-    assert body["provider"] == "gafapay"
-    assert body.get("upstream_status") == upstream_status
-    assert "upstream_code" not in body
-    assert body["request_id"] == response.headers["x-request-id"]
-    if status != 503:
-        assert "retry-after" not in response.headers
-    return body
+# GafaPay has no error codes of its own: its problems never carry `upstream_code`.
+assert_problem = partial(assert_upstream_problem, provider="gafapay", upstream_code=ABSENT)
 
 
 # --- success -----------------------------------------------------------------------------------

@@ -15,18 +15,16 @@ from app.errors import UpstreamAuthFailed, UpstreamError, UpstreamInvalidRespons
 from app.providers.exchange import Reply, exchange
 from app.providers.iamport_token import IamportTokenManager
 from tests.conftest import (
-    GAFAPAY,
+    BENEPIA_URL,
+    GAFAPAY_URL,
     IAMPORT,
     IMP_KEY,
     IMP_SECRET,
+    TOKEN_URL,
     benepia_ok,
     gafapay_ok,
     token_ok,
 )
-
-TOKEN_URL = f"{IAMPORT}/users/getToken"
-POINT_URL = f"{IAMPORT}/benepia/point"
-GAFAPAY_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
 
 
 class FakeClock:
@@ -87,31 +85,15 @@ async def test_token_is_reused(manager: IamportTokenManager, upstream: respx.Moc
     assert manager.refresh_count == 1
 
 
-async def test_refresh_30s_before_expiry(
-    manager: IamportTokenManager, upstream: respx.MockRouter, clock: FakeClock
-) -> None:
-    route = upstream.post(TOKEN_URL).mock(
-        side_effect=[token_ok("tok-1", ttl=1800), token_ok("tok-2", ttl=1800)]
-    )
-    start = clock.now
-    assert await manager.token() == "tok-1"
-    clock.now = start + 1769
-    assert await manager.token() == "tok-1"
-    assert route.call_count == 1
-    clock.now = start + 1771
-    assert await manager.token() == "tok-2"
-    assert await manager.token() == "tok-2"
-    assert route.call_count == 2
-
-
 @pytest.mark.parametrize(
     ("now", "expired_at"),
     [
+        pytest.param(1_700_000_000, 1_700_001_800, id="upstream-clock-agrees"),
         pytest.param(1_000, 2_800, id="upstream-clock-in-the-far-past"),
         pytest.param(4_000_000_000, 4_000_001_800, id="upstream-clock-in-the-far-future"),
     ],
 )
-async def test_deadline_uses_only_the_local_monotonic_clock(
+async def test_refresh_30s_before_expiry_by_the_local_monotonic_clock(
     manager: IamportTokenManager,
     upstream: respx.MockRouter,
     clock: FakeClock,
@@ -130,6 +112,7 @@ async def test_deadline_uses_only_the_local_monotonic_clock(
     assert await manager.token() == "tok-1"
     assert route.call_count == 1
     clock.now = start + 1771
+    assert await manager.token() == "tok-2"
     assert await manager.token() == "tok-2"
     assert route.call_count == 2
 
@@ -205,35 +188,34 @@ async def test_failed_refresh_fails_every_waiter_and_is_not_cached(
     assert route.call_count == 2
 
 
-async def test_get_token_401_is_auth_failed_without_retry(
-    manager: IamportTokenManager, upstream: respx.MockRouter
-) -> None:
+async def refused_token(
+    manager: IamportTokenManager, upstream: respx.MockRouter, status: int, message: str
+) -> UpstreamAuthFailed:
+    """What token() raises when getToken answers code -1 with `status`; asked exactly once."""
     route = upstream.post(TOKEN_URL).mock(
-        return_value=httpx.Response(
-            401, json={"code": -1, "message": "Unauthorized", "response": None}
-        )
+        return_value=httpx.Response(status, json={"code": -1, "message": message, "response": None})
     )
     with pytest.raises(UpstreamAuthFailed) as caught:
         await manager.token()
-    assert caught.value.upstream_status == 401
-    assert caught.value.provider == "benepia"
     assert route.call_count == 1
+    return caught.value
+
+
+async def test_get_token_401_is_auth_failed_without_retry(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    error = await refused_token(manager, upstream, 401, "Unauthorized")
+    assert error.upstream_status == 401
+    assert error.provider == "benepia"
 
 
 async def test_get_token_nonzero_code_is_auth_failed(
     manager: IamportTokenManager, upstream: respx.MockRouter
 ) -> None:
-    route = upstream.post(TOKEN_URL).mock(
-        return_value=httpx.Response(
-            200, json={"code": -1, "message": "imp_key 가 올바르지 않습니다", "response": None}
-        )
-    )
-    with pytest.raises(UpstreamAuthFailed) as caught:
-        await manager.token()
-    assert caught.value.upstream_code == "-1"
-    assert caught.value.upstream_status == 200
-    assert caught.value.detail == "imp_key 가 올바르지 않습니다"
-    assert route.call_count == 1
+    error = await refused_token(manager, upstream, 200, "imp_key 가 올바르지 않습니다")
+    assert error.upstream_code == "-1"
+    assert error.upstream_status == 200
+    assert error.detail == "imp_key 가 올바르지 않습니다"
 
 
 def _token_body(**response: object) -> httpx.Response:
@@ -338,7 +320,7 @@ async def test_data_call_401_refreshes_once_and_retries_once(
     client: httpx.AsyncClient, upstream: respx.MockRouter
 ) -> None:
     tokens = upstream.post(TOKEN_URL).mock(side_effect=[token_ok("tok-1"), token_ok("tok-2")])
-    points = upstream.post(POINT_URL).mock(
+    points = upstream.post(BENEPIA_URL).mock(
         side_effect=[
             httpx.Response(401, json={"code": -1, "message": "Unauthorized", "response": None}),
             benepia_ok(4200),
@@ -359,7 +341,7 @@ async def test_data_call_401_twice_never_loops(
     client: httpx.AsyncClient, upstream: respx.MockRouter
 ) -> None:
     tokens = upstream.post(TOKEN_URL).mock(side_effect=[token_ok("tok-1"), token_ok("tok-2")])
-    points = upstream.post(POINT_URL).mock(
+    points = upstream.post(BENEPIA_URL).mock(
         return_value=httpx.Response(401, json={"code": -1, "message": "no", "response": None})
     )
     r = await client.get("/users/alice/points/benepia")
@@ -374,7 +356,7 @@ async def test_cold_gateway_50_concurrent_requests_one_get_token(
     client: httpx.AsyncClient, upstream: respx.MockRouter
 ) -> None:
     tokens = upstream.post(TOKEN_URL).mock(side_effect=slow_token(0.05))
-    points = upstream.post(POINT_URL).mock(return_value=benepia_ok())
+    points = upstream.post(BENEPIA_URL).mock(return_value=benepia_ok())
     upstream.get(GAFAPAY_URL).mock(return_value=gafapay_ok())
     replies = await asyncio.gather(*(client.get("/users/alice/points/benepia") for _ in range(50)))
     assert [r.status_code for r in replies] == [200] * 50

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from app.accounts.directory import InMemoryDirectory
+from app.accounts.memory_store import MemoryAccountStore, load_accounts
 from app.main import create_app
 from app.providers.base import ConfigurationError
 from app.providers.registry import ENTRY_POINT_GROUP, discover_plugins
 from app.settings import Settings
-from tests.conftest import make_directory, serve_in_process
+from tests.conftest import make_store, serve_in_process
 
 ACME_MODULE = """
 from datetime import UTC, datetime
@@ -91,8 +91,8 @@ async def test_third_program_is_served_through_the_unchanged_api() -> None:
         "eve": {"acme": {"member": "banned"}},
     }
     # Seeded accounts are validated against the plugin's own account schema.
-    directory = InMemoryDirectory.from_raw(accounts, discover_plugins(), source="test")
-    app = create_app(settings, directory=directory)
+    store = MemoryAccountStore(load_accounts(accounts, discover_plugins(), source="test"))
+    app = create_app(settings, store=store)
     async with serve_in_process(app) as client:
         providers = (await client.get("/providers")).json()["providers"]
         assert providers == [{"name": "acme", "display_name": "Acme stars", "unit": "acme_star"}]
@@ -111,4 +111,4 @@ def test_plugin_settings_are_validated_at_start() -> None:
         {"enabled_providers": ["acme"], "providers": {"acme": {"bonus": "lots"}}}
     )
     with pytest.raises(ConfigurationError, match="POINTS_PROVIDERS__ACME__BONUS"):
-        create_app(settings, directory=make_directory({}))
+        create_app(settings, store=make_store({}))

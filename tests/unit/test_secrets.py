@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import respx
+from pydantic import BaseModel
 
 import app.points.aggregator
 import app.problems
-from app.accounts.directory import InMemoryDirectory
+from app.accounts.memory_store import load_accounts
 from app.errors import GatewayError
 from app.gateway import Gateway, plan_gateway
 from app.problems import Problem
@@ -21,12 +22,13 @@ from app.providers.gafapay import GafapayAccount, GafapaySettings
 from app.providers.registry import BUILTIN_PLUGINS
 from tests.conftest import (
     BENEPIA_PASSWORD,
-    GAFAPAY,
+    BENEPIA_URL,
     GAFAPAY_TOKEN,
-    IAMPORT,
+    GAFAPAY_URL,
     IMP_SECRET,
     SECRETS,
     TEST_ACCOUNTS,
+    TOKEN_URL,
     AppFactory,
     benepia_ok,
     gafapay_ok,
@@ -34,10 +36,6 @@ from tests.conftest import (
     serve_in_process,
     token_ok,
 )
-
-TOKEN_URL = f"{IAMPORT}/users/getToken"
-BENEPIA_URL = f"{IAMPORT}/benepia/point"
-GAFAPAY_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
 
 
 def assert_clean(text: str, where: str) -> None:
@@ -130,7 +128,7 @@ async def test_full_flow_leaks_no_secret(
 
         gateway = application.state.gateway
         assert isinstance(gateway, Gateway)
-        linked = await gateway.directory.linked("alice")
+        linked = await gateway.store.linked("alice")
 
     # The secrets really were used, so their absence below means something.
     assert BENEPIA_PASSWORD.encode() in benepia_route.calls[0].request.content
@@ -152,6 +150,7 @@ async def test_full_flow_leaks_no_secret(
         assert_clean(str(error), f"str({type(error).__name__})")
         assert_clean(repr(vars(error)), f"vars({type(error).__name__})")
     for account in linked.values():
+        assert isinstance(account, BaseModel)
         assert_clean(repr(account), f"repr({type(account).__name__})")
         assert_clean(str(account), f"str({type(account).__name__})")
         assert_clean(account.model_dump_json(), f"JSON of {type(account).__name__}")
@@ -190,7 +189,7 @@ def test_configuration_errors_name_fields_not_values() -> None:
     }
 
     with pytest.raises(ConfigurationError) as raised:
-        InMemoryDirectory.from_raw(bad_accounts, plugins, source="test")
+        load_accounts(bad_accounts, plugins, source="test")
 
     assert "benepia_password" in str(raised.value)
     assert_clean(str(raised.value), "the accounts ConfigurationError")

@@ -13,8 +13,10 @@ import pytest
 import respx
 from pydantic import ValidationError
 
+from app.accounts.memory_store import MemoryAccountStore, load_accounts_file
 from app.main import create_app
 from app.providers.base import ConfigurationError
+from app.providers.registry import BUILTIN_PLUGINS
 from app.settings import Settings
 from tests.conftest import (
     ALICE_GAFAPAY,
@@ -23,17 +25,16 @@ from tests.conftest import (
     CURRENCY,
     GAFAPAY,
     GAFAPAY_TOKEN,
+    GAFAPAY_URL,
     IAMPORT,
     IMP_KEY,
     IMP_SECRET,
     SECRETS,
     gafapay_ok,
-    make_directory,
     make_settings,
+    make_store,
     serve_in_process,
 )
-
-GAFAPAY_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def provider_values(**changes: Mapping[str, object]) -> dict[str, dict[str, obje
 def config_error(**overrides: Any) -> str:
     """The ConfigurationError message create_app raises for these settings."""
     with pytest.raises(ConfigurationError) as caught:
-        create_app(make_settings(**overrides), directory=make_directory())
+        create_app(make_settings(**overrides), store=make_store())
     message = str(caught.value)
     for secret in (*SECRETS, "sEcReT"):
         assert secret not in message
@@ -165,7 +166,7 @@ async def test_plain_http_with_sandbox_is_allowed(upstream: respx.MockRouter) ->
     assert settings.sandbox is True
     upstream.get(f"{url}/gafapay/v3/reward_promotion/user_points").mock(return_value=gafapay_ok())
     transport = httpx.MockTransport(upstream.async_handler)
-    app = create_app(settings, transport=transport, directory=make_directory())
+    app = create_app(settings, transport=transport, store=make_store())
     async with serve_in_process(app) as client:
         r = await client.get("/users/alice/points/gafapay")
     assert r.status_code == 200, r.text
@@ -207,7 +208,7 @@ async def test_gafapay_only_gateway_from_env(
     app = create_app(
         settings,
         transport=httpx.MockTransport(upstream.async_handler),
-        directory=make_directory(),
+        store=make_store(),
     )
     async with serve_in_process(app) as client:
         providers = (await client.get("/providers")).json()["providers"]
@@ -222,12 +223,15 @@ def test_missing_env_credential_is_named(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("POINTS_ENABLED_PROVIDERS", "benepia")
     clean_env.setenv("POINTS_PROVIDERS__BENEPIA__IMP_SECRET", IMP_SECRET)
     with pytest.raises(ConfigurationError) as caught:
-        create_app(Settings(), directory=make_directory())
+        create_app(Settings(), store=make_store())
     assert "POINTS_PROVIDERS__BENEPIA__IMP_KEY" in str(caught.value)
     assert IMP_SECRET not in str(caught.value)
 
 
 # --- the accounts file ----------------------------------------------------------------------------
+
+
+PLUGINS = {p.name: p for p in BUILTIN_PLUGINS}
 
 
 def write_accounts(tmp_path: Path, accounts: object) -> Path:
@@ -242,7 +246,7 @@ def test_accounts_file_bad_hex_id_names_field_not_value(tmp_path: Path) -> None:
         tmp_path, {"alice": {"gafapay": {"gafapay_user_id": bad, "currency_id": CURRENCY}}}
     )
     with pytest.raises(ConfigurationError) as caught:
-        create_app(make_settings(accounts_file=path))
+        load_accounts_file(path, PLUGINS)
     message = str(caught.value)
     assert "alice.gafapay.gafapay_user_id" in message
     assert str(path) in message
@@ -264,7 +268,7 @@ def test_accounts_file_bad_password_and_extra_field_do_not_leak(tmp_path: Path) 
         },
     )
     with pytest.raises(ConfigurationError) as caught:
-        create_app(make_settings(accounts_file=path))
+        load_accounts_file(path, PLUGINS)
     message = str(caught.value)
     assert "carol.benepia.benepia_password" in message
     assert "carol.benepia.benepia_pasword" in message
@@ -277,7 +281,7 @@ def test_accounts_file_for_disabled_provider(tmp_path: Path) -> None:
         {"bob": {"gafapay": {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY}}},
     )
     with pytest.raises(ConfigurationError) as caught:
-        create_app(make_settings(accounts_file=path, enabled_providers=["benepia"]))
+        load_accounts_file(path, {"benepia": PLUGINS["benepia"]})
     assert "bob.gafapay" in str(caught.value)
 
 
@@ -285,7 +289,7 @@ def test_accounts_file_not_json(tmp_path: Path) -> None:
     path = tmp_path / "accounts.json"
     path.write_text('{"alice": sEcReT-pw', encoding="utf-8")
     with pytest.raises(ConfigurationError) as caught:
-        create_app(make_settings(accounts_file=path))
+        load_accounts_file(path, PLUGINS)
     assert str(path) in str(caught.value)
     assert "sEcReT" not in str(caught.value)
 
@@ -293,7 +297,7 @@ def test_accounts_file_not_json(tmp_path: Path) -> None:
 def test_accounts_file_missing(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.json"
     with pytest.raises(ConfigurationError) as caught:
-        create_app(make_settings(accounts_file=path))
+        load_accounts_file(path, PLUGINS)
     assert str(path) in str(caught.value)
 
 
@@ -304,7 +308,9 @@ async def test_valid_accounts_file_is_served(tmp_path: Path, upstream: respx.Moc
     )
     upstream.get(GAFAPAY_URL).mock(return_value=gafapay_ok(user_id="abcdef"))
     app = create_app(
-        make_settings(accounts_file=path), transport=httpx.MockTransport(upstream.async_handler)
+        make_settings(),
+        transport=httpx.MockTransport(upstream.async_handler),
+        store=MemoryAccountStore(load_accounts_file(path, PLUGINS)),
     )
     async with serve_in_process(app) as client:
         r = await client.get("/users/erin/points")

@@ -107,28 +107,32 @@ def test_different_statuses_is_502_providers_failed() -> None:
     assert problem.retry_after is None
 
 
-def test_all_503_carry_the_smallest_retry_after() -> None:
-    problem = must_fail(
-        [
-            failed("benepia", UpstreamRateLimited("slow down", retry_after=7)),
-            failed("gafapay", UpstreamRateLimited("slow down", retry_after=3)),
-        ]
-    )
+@pytest.mark.parametrize(
+    ("benepia", "gafapay", "code", "retry_after"),
+    [
+        pytest.param(
+            UpstreamRateLimited("slow down", retry_after=7),
+            UpstreamRateLimited("slow down", retry_after=3),
+            "upstream_rate_limited",
+            3,
+            id="same-code",
+        ),
+        pytest.param(
+            ProviderUnavailable("open circuit", retry_after=30),
+            UpstreamRateLimited("slow down", retry_after=12),
+            "providers_failed",
+            12,
+            id="different-codes",
+        ),
+    ],
+)
+def test_all_503_keep_503_and_the_smallest_retry_after(
+    benepia: GatewayError, gafapay: GatewayError, code: str, retry_after: int
+) -> None:
+    problem = must_fail([failed("benepia", benepia), failed("gafapay", gafapay)])
     assert problem.status == 503
-    assert problem.code == "upstream_rate_limited"
-    assert problem.retry_after == 3
-
-
-def test_503_with_different_codes_keeps_503_and_smallest_retry_after() -> None:
-    problem = must_fail(
-        [
-            failed("benepia", ProviderUnavailable("open circuit", retry_after=30)),
-            failed("gafapay", UpstreamRateLimited("slow down", retry_after=12)),
-        ]
-    )
-    assert problem.status == 503
-    assert problem.code == "providers_failed"
-    assert problem.retry_after == 12
+    assert problem.code == code
+    assert problem.retry_after == retry_after
 
 
 def test_503_without_any_retry_after_still_gets_one() -> None:

@@ -1,0 +1,71 @@
+"""Operator tasks on the account store: migrate, import, rotate keys (behind the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from app.accounts.engine import build_engine
+from app.accounts.memory_store import load_accounts_file
+from app.accounts.migrate import upgrade
+from app.accounts.rotation import RotationReport, rotate
+from app.accounts.sealing import Keyring
+from app.accounts.sql_store import SqlAccountStore
+from app.accounts.store import AccountStore
+from app.providers.base import ConfigurationError, ProviderPlugin
+from app.providers.registry import discover_plugins
+from app.settings import Settings
+
+
+def _keyring(settings: Settings) -> Keyring:
+    if settings.secret_keys is None:
+        raise ConfigurationError("POINTS_SECRET_KEYS is required (`points-gateway keys generate`)")
+    return Keyring.parse(settings.secret_keys.get_secret_value())
+
+
+async def db_upgrade(settings: Settings) -> None:
+    """Apply every migration to the configured database."""
+    engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def seed(
+    store: AccountStore,
+    accounts: Mapping[str, Mapping[str, BaseModel]],
+    plugins: Mapping[str, ProviderPlugin],
+) -> int:
+    """Link every account of `accounts` (an upsert each); returns how many."""
+    count = 0
+    for user_id, links in accounts.items():
+        for provider, account in links.items():
+            masked = plugins[provider].masked_id(account)
+            await store.upsert(user_id, provider, account, masked_id=masked)
+            count += 1
+    return count
+
+
+async def import_accounts(settings: Settings, path: Path) -> int:
+    """Validate a JSON accounts file, then link every account in it."""
+    plugins = {n: p for n, p in discover_plugins().items() if n in settings.enabled_providers}
+    accounts = load_accounts_file(path, plugins)
+    engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
+    models = {name: plugin.account_model for name, plugin in plugins.items()}
+    store = SqlAccountStore(engine, _keyring(settings), models, timeout=settings.database_timeout)
+    try:
+        return await seed(store, accounts, plugins)
+    finally:
+        await store.aclose()
+
+
+async def rotate_keys(settings: Settings, *, batch: int) -> RotationReport:
+    """Re-seal every stored credential under the current key."""
+    engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
+    try:
+        return await rotate(engine, _keyring(settings), batch=batch)
+    finally:
+        await engine.dispose()

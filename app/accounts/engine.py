@@ -1,0 +1,54 @@
+"""Building the async database engine: SQLite (embedded default) or PostgreSQL, same code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.providers.base import ConfigurationError
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed during a write; busy_timeout makes concurrent writers queue.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def build_engine(url: str, *, timeout: float, pg_schema: str | None = None) -> AsyncEngine:
+    """An engine for `url` (sqlite+aiosqlite or postgresql+asyncpg; `pg_schema` isolates tests)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError, or ValueError for bad ports
+        raise ConfigurationError("POINTS_DATABASE_URL is not a database URL") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, connect_args={"timeout": timeout})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "asyncpg":
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        return create_async_engine(
+            parsed,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=timeout,
+            pool_pre_ping=True,
+            connect_args={
+                "timeout": timeout,
+                "command_timeout": timeout,
+                "server_settings": {"search_path": pg_schema} if pg_schema else {},
+            },
+        )
+    raise ConfigurationError(
+        f"POINTS_DATABASE_URL: unsupported database {backend!r} (use sqlite or postgresql)"
+    )

@@ -1,0 +1,200 @@
+"""The durable account store: SQLAlchemy async over SQLite or PostgreSQL, credentials sealed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.accounts.schema import linked_accounts as t
+from app.accounts.sealing import Keyring
+from app.accounts.store import AccountInfo, LinkedAccount, reveal
+from app.errors import CredentialsUnreadable, GatewayError, StoreUnavailable
+from app.providers.base import ConfigurationError
+
+log = logging.getLogger("points_gateway.accounts")
+FETCH_NOTE_INTERVAL = 60.0
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else _aware(value)
+
+
+def _info(
+    provider: str,
+    masked_id: str,
+    linked_at: datetime,
+    updated_at: datetime,
+    last_fetch_at: datetime | None,
+) -> AccountInfo:
+    return AccountInfo(
+        provider, masked_id, _aware(linked_at), _aware(updated_at), _utc(last_fetch_at)
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every value we write is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class SqlAccountStore:
+    """Linked accounts in one table; each credential sealed to its (user, provider) row."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keyring: Keyring,
+        account_models: Mapping[str, type[BaseModel]],
+        *,
+        timeout: float,
+    ) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._models = dict(account_models)
+        self._timeout = timeout
+        self._noted: dict[tuple[str, str], float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def _db(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.warning("account store unavailable during %s: %s", what, type(exc).__name__)
+            raise StoreUnavailable(
+                "The account store did not answer; try again shortly.", retry_after=2
+            ) from exc
+
+    async def check_ready(self) -> None:
+        """Fail fast when the schema is missing or rows are sealed under keys we do not hold."""
+        async with self._db("start-up check"), self._engine.connect() as conn:
+            key_ids = (await conn.execute(select(t.c.key_id).distinct())).scalars().all()
+        missing = sorted(set(key_ids) - set(self._keyring.keys))
+        if missing:
+            raise ConfigurationError(
+                f"stored credentials are sealed under key(s) {', '.join(missing)} that "
+                "POINTS_SECRET_KEYS does not hold; add them (the current key first)"
+            )
+
+    async def linked(self, user_id: str) -> Mapping[str, LinkedAccount]:
+        query = select(t.c.provider, t.c.sealed).where(t.c.user_id == user_id)
+        async with self._db("lookup"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found: dict[str, LinkedAccount] = {}
+        for provider, sealed in rows:
+            model = self._models.get(provider)
+            if model is not None:
+                found[provider] = self._open(user_id, provider, sealed, model)
+        return found
+
+    def _open(
+        self, user_id: str, provider: str, sealed: str, model: type[BaseModel]
+    ) -> LinkedAccount:
+        try:
+            plain = self._keyring.unseal(sealed, user_id=user_id, provider=provider)
+            return model.model_validate_json(plain)
+        except GatewayError as exc:
+            log.warning("unreadable credentials for a %s account", provider)
+            exc.provider = provider
+            return exc
+        except ValidationError:
+            return CredentialsUnreadable(
+                "The stored credentials no longer fit this provider's account schema.",
+                provider=provider,
+            )
+
+    async def accounts(self, user_id: str) -> list[AccountInfo]:
+        query = (
+            select(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
+            .where(t.c.user_id == user_id)
+            .order_by(t.c.provider)
+        )
+        async with self._db("list"), self._engine.connect() as conn:
+            return [_info(*row) for row in (await conn.execute(query)).all()]
+
+    async def upsert(
+        self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
+    ) -> tuple[AccountInfo, bool]:
+        now = datetime.now(UTC)
+        sealed = self._keyring.seal(reveal(account), user_id=user_id, provider=provider)
+        values = {
+            "user_id": user_id,
+            "provider": provider,
+            "masked_id": masked_id,
+            "sealed": sealed,
+            "key_id": self._keyring.current_id,
+            "linked_at": now,
+            "updated_at": now,
+        }
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(t).values(values)
+        # One atomic statement: concurrent links of the same account collapse into one row.
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.c.user_id, t.c.provider],
+            set_={
+                "masked_id": insert.excluded.masked_id,
+                "sealed": insert.excluded.sealed,
+                "key_id": insert.excluded.key_id,
+                "updated_at": insert.excluded.updated_at,
+            },
+        ).returning(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
+        async with self._db("link"), self._engine.begin() as conn:
+            row = (await conn.execute(statement)).one()
+        info = _info(*row)
+        return info, info.linked_at == now
+
+    async def delete(self, user_id: str, provider: str) -> bool:
+        statement = delete(t).where(and_(t.c.user_id == user_id, t.c.provider == provider))
+        async with self._db("unlink"), self._engine.begin() as conn:
+            result = await conn.execute(statement)
+        self._noted.pop((user_id, provider), None)
+        return bool(result.rowcount)
+
+    def note_fetched(self, user_id: str, providers: Sequence[str]) -> None:
+        now = time.monotonic()
+        due = [
+            p
+            for p in providers
+            if now - self._noted.get((user_id, p), -FETCH_NOTE_INTERVAL) >= FETCH_NOTE_INTERVAL
+        ]
+        if not due:
+            return
+        if len(self._noted) > 100_000:
+            self._noted.clear()  # a throttle, not a record: forgetting only costs a write
+        for provider in due:
+            self._noted[(user_id, provider)] = now
+        task = asyncio.get_running_loop().create_task(self._write_fetched(user_id, due))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_fetched(self, user_id: str, providers: list[str]) -> None:
+        statement = (
+            update(t)
+            .where(and_(t.c.user_id == user_id, t.c.provider.in_(providers)))
+            .values(last_fetch_at=datetime.now(UTC))
+        )
+        try:
+            async with self._db("note fetch"), self._engine.begin() as conn:
+                await conn.execute(statement)
+        except StoreUnavailable:
+            pass  # a best-effort fact; the next successful fetch writes it again
+
+    async def count(self) -> int:
+        """How many accounts are linked (for rotation progress and tests)."""
+        async with self._db("count"), self._engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+
+    async def aclose(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._engine.dispose()

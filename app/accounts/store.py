@@ -1,0 +1,72 @@
+"""The linked-account store: the interface every backend implements, and its records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, SecretStr
+from pydantic_core import to_jsonable_python
+
+from app.errors import GatewayError
+
+LinkedAccount = BaseModel | GatewayError
+"""A linked account's credentials, or the reason they cannot be used (e.g. unreadable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """The non-secret facts of one linked account."""
+
+    provider: str
+    masked_id: str
+    linked_at: datetime
+    updated_at: datetime
+    last_fetch_at: datetime | None
+
+
+class AccountStore(Protocol):
+    """Which program accounts each user has linked, and their credentials."""
+
+    async def linked(self, user_id: str) -> Mapping[str, LinkedAccount]:
+        """Every linked account of the user, credentials validated against their schema."""
+        ...
+
+    async def accounts(self, user_id: str) -> list[AccountInfo]:
+        """The user's linked accounts, secrets left out, in provider order."""
+        ...
+
+    async def upsert(
+        self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
+    ) -> tuple[AccountInfo, bool]:
+        """Link or replace one account atomically; True when it was newly linked."""
+        ...
+
+    async def delete(self, user_id: str, provider: str) -> bool:
+        """Unlink one account; False when there was none."""
+        ...
+
+    def note_fetched(self, user_id: str, providers: Sequence[str]) -> None:
+        """Record, in the background and throttled, that these accounts answered just now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and finish background writes."""
+        ...
+
+
+def reveal(account: BaseModel) -> bytes:
+    """The account as JSON with its secrets in clear: only ever fed to the sealer."""
+    fields = {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in account
+    }
+    return to_json_bytes(fields)
+
+
+def to_json_bytes(value: object) -> bytes:
+    """Compact JSON of plain Python values."""
+    return json.dumps(to_jsonable_python(value), separators=(",", ":")).encode()

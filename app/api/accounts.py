@@ -1,0 +1,159 @@
+"""Linked accounts: link, list, unlink, and one-shot queries with credentials in the body."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+
+from app.api.deps import CallDep, GatewayDep
+from app.api.docs import account_body, problems
+from app.api.params import PERSONAL, ProviderName, UserId
+from app.errors import AccountNotLinked, InvalidRequest
+from app.gateway import Gateway
+from app.points.models import Balance
+from app.problems import instance_of, problem_response
+from app.request_context import request_id_of
+
+router = APIRouter(tags=["accounts"])
+
+AccountFields = Annotated[dict[str, object], Body(description="The provider's account fields.")]
+
+
+class LinkedAccountInfo(BaseModel):
+    """A linked account as the gateway shows it: never a secret."""
+
+    provider: str
+    masked_id: str
+    linked_at: datetime
+    updated_at: datetime
+    last_fetch_at: datetime | None
+
+
+class LinkedAccountList(BaseModel):
+    """The user's linked accounts, in provider order."""
+
+    user_id: str
+    accounts: list[LinkedAccountInfo]
+
+
+def _parse_account(gateway: Gateway, provider: str, fields: dict[str, object]) -> BaseModel:
+    plugin, _ = gateway.registry.require(provider)
+    try:
+        return plugin.account_model.model_validate(fields)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        raise InvalidRequest(
+            f"The body is not a valid {provider} account; see `errors`.",
+            field_errors=[{**err, "loc": ("body", *err["loc"])} for err in errors],
+        ) from None
+
+
+def _failure(request: Request, entry: Balance) -> Response | None:
+    if entry.error is None:
+        return None
+    problem = entry.error.model_copy(
+        update={"instance": instance_of(request), "request_id": request_id_of(request.scope)}
+    )
+    return problem_response(problem, headers=PERSONAL)
+
+
+@router.put(
+    "/users/{user_id}/accounts/{provider}",
+    operation_id="link_account",
+    summary="Link or replace a program account",
+    response_model=LinkedAccountInfo,
+    status_code=200,
+    responses={
+        201: {"model": LinkedAccountInfo, "description": "Newly linked."},
+        **problems(404, 422, 500, 502, 503, 504),
+    },
+    openapi_extra=account_body(),
+)
+async def link_account(
+    user_id: UserId,
+    provider: ProviderName,
+    fields: AccountFields,
+    request: Request,
+    gateway: GatewayDep,
+    call: CallDep,
+    verify: Annotated[
+        bool, Query(description="Ask the provider first; refuse credentials it rejects.")
+    ] = False,
+) -> Response:
+    """Store the account's credentials (sealed); idempotent. Secrets are write-only."""
+    account = _parse_account(gateway, provider, fields)
+    if verify:
+        failed = _failure(request, await gateway.aggregator.one_shot(provider, account, call))
+        if failed is not None:
+            return failed
+    plugin, _ = gateway.registry.require(provider)
+    masked = plugin.masked_id(account)
+    info, created = await gateway.store.upsert(user_id, provider, account, masked_id=masked)
+    body = LinkedAccountInfo.model_validate(info, from_attributes=True)
+    return Response(
+        body.model_dump_json(),
+        status_code=201 if created else 200,
+        media_type="application/json",
+        headers=PERSONAL,
+    )
+
+
+@router.get(
+    "/users/{user_id}/accounts",
+    operation_id="list_accounts",
+    summary="The user's linked accounts",
+    response_model=LinkedAccountList,
+    responses=problems(422, 500, 503),
+)
+async def list_accounts(user_id: UserId, gateway: GatewayDep) -> Response:
+    """Linked programs with non-secret facts only (masked identifier, dates)."""
+    infos = await gateway.store.accounts(user_id)
+    body = LinkedAccountList(
+        user_id=user_id,
+        accounts=[LinkedAccountInfo.model_validate(i, from_attributes=True) for i in infos],
+    )
+    return Response(body.model_dump_json(), media_type="application/json", headers=PERSONAL)
+
+
+@router.delete(
+    "/users/{user_id}/accounts/{provider}",
+    operation_id="unlink_account",
+    summary="Unlink a program account",
+    status_code=204,
+    responses=problems(404, 422, 500, 503),
+)
+async def unlink_account(user_id: UserId, provider: ProviderName, gateway: GatewayDep) -> Response:
+    """Forget the account and its credentials."""
+    gateway.registry.require(provider)
+    if not await gateway.store.delete(user_id, provider):
+        raise AccountNotLinked(f"{user_id} has no {provider} account linked", provider=provider)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/users/{user_id}/points/{provider}",
+    operation_id="query_points_once",
+    summary="One program's balance for credentials given now",
+    response_model=Balance,
+    responses=problems(404, 422, 500, 502, 503, 504),
+    openapi_extra=account_body(),
+)
+async def query_points_once(
+    user_id: UserId,
+    provider: ProviderName,
+    fields: AccountFields,
+    request: Request,
+    gateway: GatewayDep,
+    call: CallDep,
+) -> Response:
+    """For frontends that ask for a password at checkout: nothing of the body is stored."""
+    account = _parse_account(gateway, provider, fields)
+    entry = await gateway.aggregator.one_shot(provider, account, call)
+    failed = _failure(request, entry)
+    if failed is not None:
+        return failed
+    return Response(entry.model_dump_json(), media_type="application/json", headers=PERSONAL)
