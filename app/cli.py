@@ -9,18 +9,23 @@ import sys
 from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.errors import GatewayError
 from app.providers.base import ConfigurationError
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.gateway import preflight
     from app.main import create_app
     from app.settings import get_settings
 
     settings = get_settings()
-    app = create_app(settings)  # validates the configuration before binding anything
+    # Configuration errors surface here, as one clear line, not inside uvicorn's lifespan.
+    asyncio.run(preflight(settings))
+    app = create_app(settings)
     common = {
         "host": args.host,
         "port": args.port,
@@ -102,6 +107,13 @@ def _accounts_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="points-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--key-id", default=None)
     generate.set_defaults(run=_keys_generate)
     rotate = keys.add_parser("rotate", help="re-seal stored credentials under the current key")
-    rotate.add_argument("--batch", type=int, default=200)
+    rotate.add_argument("--batch", type=_positive, default=200)
     rotate.set_defaults(run=_keys_rotate)
 
     accounts = commands.add_parser("accounts", help="manage linked accounts").add_subparsers(
@@ -162,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(f"points-gateway: {reason}", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"points-gateway: {exc.detail}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        # The driver's own first line says what failed; SQLAlchemy's text adds statements.
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+        print(f"points-gateway: database error: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

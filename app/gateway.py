@@ -96,6 +96,12 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
     return store
 
 
+async def preflight(settings: Settings) -> None:
+    """Everything `serve` can check before binding: settings, schema, sealing keys."""
+    store = await open_store(plan_gateway(settings))
+    await store.aclose()
+
+
 def build_gateway(
     plan: GatewayPlan, store: AccountStore, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Gateway:

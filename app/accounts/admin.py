@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.engine import build_engine
 from app.accounts.memory_store import load_accounts_file
-from app.accounts.migrate import upgrade
+from app.accounts.migrate import schema_exists, upgrade
 from app.accounts.rotation import RotationReport, rotate
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -17,6 +18,13 @@ from app.accounts.store import AccountStore
 from app.providers.base import ConfigurationError, ProviderPlugin
 from app.providers.registry import discover_plugins
 from app.settings import Settings
+
+
+async def _require_schema(engine: AsyncEngine) -> None:
+    if not await schema_exists(engine):
+        raise ConfigurationError(
+            "the account store has no schema yet: run `points-gateway db upgrade`"
+        )
 
 
 def _keyring(settings: Settings) -> Keyring:
@@ -57,6 +65,7 @@ async def import_accounts(settings: Settings, path: Path) -> int:
     models = {name: plugin.account_model for name, plugin in plugins.items()}
     store = SqlAccountStore(engine, _keyring(settings), models, timeout=settings.database_timeout)
     try:
+        await _require_schema(engine)
         return await seed(store, accounts, plugins)
     finally:
         await store.aclose()
@@ -66,6 +75,7 @@ async def rotate_keys(settings: Settings, *, batch: int) -> RotationReport:
     """Re-seal every stored credential under the current key."""
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
     try:
+        await _require_schema(engine)
         return await rotate(engine, _keyring(settings), batch=batch)
     finally:
         await engine.dispose()

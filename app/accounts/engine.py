@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.providers.base import ConfigurationError
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers proceed during a write; busy_timeout makes concurrent writers queue.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(timeout: float) -> Callable[[Any, object], None]:
+    def apply(dbapi_connection: Any, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers proceed during a write; busy_timeout makes concurrent writers queue,
+        # and gives up (database is locked) within the store's own timeout.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return apply
 
 
 def build_engine(url: str, *, timeout: float, pg_schema: str | None = None) -> AsyncEngine:
@@ -31,8 +36,10 @@ def build_engine(url: str, *, timeout: float, pg_schema: str | None = None) -> A
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, connect_args={"timeout": timeout})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = create_async_engine(
+            parsed, pool_timeout=timeout, connect_args={"timeout": timeout}
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "asyncpg":

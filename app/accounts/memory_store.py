@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.accounts.store import AccountInfo, LinkedAccount
 from app.providers.base import ConfigurationError, ProviderPlugin
+from app.users import is_user_id
 
 
 class MemoryAccountStore:
@@ -69,6 +70,9 @@ def load_accounts(
     problems: list[str] = []
     accounts: dict[str, dict[str, BaseModel]] = {}
     for user, links in raw.items():
+        if not is_user_id(user):
+            problems.append(f"{source}: a user id is not of the form the API accepts")
+            continue
         if not isinstance(links, dict):
             problems.append(f"{source}: {user}: expected an object of providers")
             continue

@@ -27,6 +27,8 @@ async def rotate(engine: AsyncEngine, keyring: Keyring, *, batch: int = 200) -> 
     Each row is replaced only if it is unchanged since it was read, so a concurrent link (which
     seals under the current key anyway) always wins; running it again resumes where it stopped.
     """
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
     report = RotationReport()
     current = keyring.current_id
     skip: set[tuple[str, str]] = set()

@@ -78,6 +78,8 @@ class Keyring:
     def generate_entry(key_id: str | None = None) -> str:
         """A new `id:base64key` entry for POINTS_SECRET_KEYS."""
         key_id = key_id or f"k{secrets.token_hex(4)}"
+        if not _KEY_ID.fullmatch(key_id):
+            raise ConfigurationError("a key id is 1-32 letters, digits, _ or -")
         return f"{key_id}:{_b64(AESGCM.generate_key(bit_length=256))}"
 
     @classmethod

@@ -23,6 +23,7 @@ from app.providers.base import ConfigurationError
 
 log = logging.getLogger("points_gateway.accounts")
 FETCH_NOTE_INTERVAL = 60.0
+BACKSTOP = 1.0
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -67,7 +68,9 @@ class SqlAccountStore:
     @asynccontextmanager
     async def _db(self, what: str) -> AsyncIterator[None]:
         try:
-            async with asyncio.timeout(self._timeout):
+            # The drivers time out first (busy_timeout, command_timeout); cancelling a statement
+            # mid-flight is only the backstop, since a cancelled SQLite call can outlive us.
+            async with asyncio.timeout(self._timeout + BACKSTOP):
                 yield
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.warning("account store unavailable during %s: %s", what, type(exc).__name__)

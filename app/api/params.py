@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Path
 
-USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
+from app.users import USER_ID_PATTERN
+
 PERSONAL = {"cache-control": "no-store"}
 
 UserId = Annotated[

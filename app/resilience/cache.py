@@ -1,0 +1,180 @@
+"""The balance cache: in process memory (embedded default) or Redis shared by every replica."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("points_gateway.cache")
+
+
+@dataclass(frozen=True, slots=True)
+class CachedBalance:
+    """A balance as it was fetched, and when it was stored (wall-clock seconds)."""
+
+    points: Decimal
+    unit: str
+    as_of: datetime
+    stored_at: float
+
+    def encode(self) -> bytes:
+        """Compact JSON for the backend."""
+        return json.dumps(
+            {
+                "p": str(self.points),
+                "u": self.unit,
+                "a": self.as_of.isoformat(),
+                "s": self.stored_at,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CachedBalance | None:
+        """The value in `raw`, or None if it is not one (a foreign or older format)."""
+        try:
+            data = json.loads(raw)
+            return cls(
+                Decimal(data["p"]),
+                str(data["u"]),
+                datetime.fromisoformat(data["a"]),
+                float(data["s"]),
+            )
+        except (ValueError, KeyError, TypeError, InvalidOperation):
+            return None
+
+
+class BalanceCache(Protocol):
+    """Where cached balances live; a backend that fails behaves as a miss, never an error."""
+
+    async def get(self, key: str) -> CachedBalance | None: ...
+
+    async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None: ...
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryBalanceCache:
+    """A bounded LRU dict with per-entry expiry; per process."""
+
+    def __init__(
+        self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: OrderedDict[str, tuple[float, CachedBalance]] = OrderedDict()
+        self._max = max_entries
+        self._clock = clock
+
+    async def get(self, key: str) -> CachedBalance | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if self._clock() >= expires:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None:
+        self._entries[key] = (self._clock() + keep_for, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        self._entries.clear()
+
+
+class RedisBalanceCache:
+    """Redis shared by every replica; while Redis is unreachable it is skipped, not waited on."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "pg:bal:v1:",
+        retry_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._down_until = 0.0
+        self._last_logged = -retry_interval
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.25) -> RedisBalanceCache:
+        """A cache on `url`; short socket timeouts so a slow Redis cannot hold a request."""
+        client = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+        )
+        return cls(client)
+
+    @property
+    def healthy(self) -> bool:
+        return self._clock() >= self._down_until
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        now = self._clock()
+        self._down_until = now + self._retry_interval
+        # Logged once per interval: an outage must not flood the logs.
+        if now - self._last_logged >= self._retry_interval:
+            self._last_logged = now
+            log.warning(
+                "redis %s failed (%s); serving without the shared cache", what, type(exc).__name__
+            )
+
+    async def get(self, key: str) -> CachedBalance | None:
+        if not self.healthy:
+            return None
+        try:
+            raw = await self._client.get(self._prefix + key)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc, "read")
+            return None
+        return CachedBalance.decode(raw) if isinstance(raw, bytes) else None
+
+    async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None:
+        if not self.healthy:
+            return
+        try:
+            await self._client.set(
+                self._prefix + key, value.encode(), px=max(1, int(keep_for * 1000))
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc, "write")
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        try:
+            await self._client.delete(*(self._prefix + k for k in keys))
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc, "delete")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

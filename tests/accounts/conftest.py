@@ -1,0 +1,78 @@
+"""Account-store fixtures: every store test runs on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.accounts.engine import build_engine
+from app.accounts.migrate import upgrade
+from app.accounts.sealing import Keyring
+from app.accounts.sql_store import SqlAccountStore
+from app.providers.registry import BUILTIN_PLUGINS
+from tests.conftest import require_services
+
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+KEY_A = Keyring.generate_entry("key-a")
+KEY_B = Keyring.generate_entry("key-b")
+ACCOUNT_MODELS = {p.name: p.account_model for p in BUILTIN_PLUGINS}
+
+
+async def _postgres_available() -> str | None:
+    probe = create_async_engine(PG_URL, connect_args={"timeout": 3})
+    try:
+        async with probe.connect() as conn:
+            await conn.execute(text("select 1"))
+        return None
+    except Exception as exc:  # any failure to connect means "not here"
+        return f"PostgreSQL at 127.0.0.1:5432 is not reachable ({type(exc).__name__})"
+    finally:
+        await probe.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """A migrated, empty database of each backend (PostgreSQL: a schema of its own)."""
+    if request.param == "sqlite":
+        db = build_engine(f"sqlite+aiosqlite:///{tmp_path}/accounts.db", timeout=5.0)
+        await upgrade(db)
+        yield db
+        await db.dispose()
+        return
+    reason = await _postgres_available()
+    if reason is not None:
+        if require_services():
+            pytest.fail(f"POINTS_REQUIRE_SERVICES=1 but {reason}")
+        pytest.skip(reason)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(PG_URL)
+    async with admin.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = build_engine(PG_URL, timeout=5.0, pg_schema=schema)
+    try:
+        await upgrade(db)
+        yield db
+    finally:
+        await db.dispose()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+StoreFactory = Callable[..., SqlAccountStore]
+
+
+@pytest.fixture
+def make_sql_store(engine: AsyncEngine) -> StoreFactory:
+    """Build a store on the fixture's database with the given keyring entries (default key A)."""
+
+    def build(*keys: str, timeout: float = 5.0) -> SqlAccountStore:
+        keyring = Keyring.parse(",".join(keys or (KEY_A,)))
+        return SqlAccountStore(engine, keyring, ACCOUNT_MODELS, timeout=timeout)
+
+    return build
