@@ -16,8 +16,10 @@ from app.accounts.store import AccountStore
 from app.errors import StoreUnavailable
 from app.outbound.client import build_client
 from app.points.aggregator import Aggregator
+from app.points.fetcher import BalanceFetcher
 from app.providers.base import ConfigurationError, ProviderDeps, ProviderPlugin
 from app.providers.registry import Registry, configure, discover_plugins
+from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
 from app.settings import Settings
 
 log = logging.getLogger("points_gateway")
@@ -47,8 +49,9 @@ class Gateway:
     aggregator: Aggregator
 
     async def aclose(self) -> None:
-        """Close outbound connections, then the store."""
+        """Close outbound connections, then the cache and the store."""
         await self.registry.aclose()
+        await self.aggregator.fetcher.cache.aclose()
         await self.store.aclose()
 
 
@@ -102,8 +105,19 @@ async def preflight(settings: Settings) -> None:
     await store.aclose()
 
 
+def open_cache(settings: Settings) -> BalanceCache:
+    """Redis when POINTS_REDIS_URL is set, else process memory."""
+    if settings.redis_url is not None:
+        return RedisBalanceCache.from_url(settings.redis_url.get_secret_value())
+    return MemoryBalanceCache(max_entries=settings.cache.max_entries)
+
+
 def build_gateway(
-    plan: GatewayPlan, store: AccountStore, *, transport: httpx.AsyncBaseTransport | None = None
+    plan: GatewayPlan,
+    store: AccountStore,
+    cache: BalanceCache,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Gateway:
     """Build the outbound clients, adapters and aggregator (the transport is the test seam)."""
     settings = plan.settings
@@ -121,5 +135,8 @@ def build_gateway(
         client_factory=client_factory, max_response_bytes=settings.outbound.max_response_bytes
     )
     registry = Registry.build(plan.providers, deps)
-    aggregator = Aggregator(registry, store, deadline=settings.request_deadline)
+    fetcher = BalanceFetcher(
+        registry, cache, resilience=settings.resilience, cache_settings=settings.cache
+    )
+    aggregator = Aggregator(registry, store, fetcher)
     return Gateway(settings, registry, store, aggregator)

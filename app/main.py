@@ -12,10 +12,12 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.accounts.store import AccountStore
 from app.api import accounts, health, points, providers
-from app.gateway import build_gateway, open_store, plan_gateway
+from app.gateway import build_gateway, open_cache, open_store, plan_gateway
 from app.openapi_doc import install_openapi
 from app.problems import install_problem_handlers
 from app.request_context import RequestIdMiddleware
+from app.resilience.cache import BalanceCache
+from app.resilience.shedding import LoadShedder
 from app.settings import Settings, get_settings
 
 
@@ -28,13 +30,16 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     store: AccountStore | None = None,
+    cache: BalanceCache | None = None,
 ) -> FastAPI:
     """Build the ASGI app; settings are checked here, so bad configuration fails before serving."""
     plan = plan_gateway(settings or get_settings(), store=store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = build_gateway(plan, await open_store(plan), transport=transport)
+        gateway = build_gateway(
+            plan, await open_store(plan), cache or open_cache(plan.settings), transport=transport
+        )
         app.state.gateway = gateway
         try:
             yield
@@ -48,6 +53,8 @@ def create_app(
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
+    app.add_middleware(LoadShedder, max_in_flight=plan.settings.resilience.max_in_flight_requests)
+    # Added last, so it runs first: even a shed request gets its X-Request-ID.
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     for router in (points.router, accounts.router, providers.router, health.router):

@@ -21,6 +21,41 @@ class OutboundSettings(BaseModel):
     max_response_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 
 
+class ResilienceSettings(BaseModel):
+    """Retries, circuit breakers, bulkheads and load shedding (POINTS_RESILIENCE__*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retry_attempts: int = Field(
+        default=2, ge=1, le=5, description="Attempts per call (2 = 1 retry)."
+    )
+    retry_wait_initial: float = Field(default=0.05, ge=0, le=10)
+    retry_wait_max: float = Field(default=0.5, ge=0, le=30)
+    retry_budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_window: float = Field(default=30.0, gt=0)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_open_seconds: float = Field(default=10.0, gt=0)
+    provider_max_in_flight: int = Field(default=200, ge=1)
+    max_in_flight_requests: int = Field(default=1000, ge=1)
+
+
+class CacheSettings(BaseModel):
+    """The balance cache (POINTS_CACHE__*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl: float = Field(default=30.0, ge=0, le=86_400, description="Seconds a balance is fresh.")
+    provider_ttl: dict[str, float] = Field(default={}, description="Per-provider TTL overrides.")
+    stale_if_error: float = Field(default=600.0, ge=0, le=86_400)
+    max_entries: int = Field(default=100_000, ge=1)
+
+    def ttl_for(self, provider: str) -> float:
+        """The TTL of one provider's balances."""
+        return self.provider_ttl.get(provider, self.ttl)
+
+
 class Settings(BaseSettings):
     """Everything the gateway reads at start; invalid values stop it with a clear message."""
 
@@ -32,6 +67,12 @@ class Settings(BaseSettings):
     # Raw until each provider validates its own section (secrets become SecretStr there).
     providers: dict[str, dict[str, object]] = Field(default={}, repr=False)
     request_deadline: float = Field(default=5.0, gt=0, le=120)
+    request_deadline_max: float = Field(
+        default=30.0, gt=0, le=300, description="Cap on a client's Request-Timeout header."
+    )
+    redis_url: SecretStr | None = None
+    resilience: ResilienceSettings = ResilienceSettings()
+    cache: CacheSettings = CacheSettings()
     data_dir: Path = Path("data")
     database_url: SecretStr | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite in data_dir."

@@ -35,6 +35,17 @@ PROBLEM = "application/problem+json"
 
 SECRETS = (IMP_SECRET, GAFAPAY_TOKEN, BENEPIA_PASSWORD)
 
+# The adapter and aggregator tests look at one upstream exchange at a time: no cache, no retry,
+# no breaker. The resilience tests (tests/resilience) turn each back on explicitly.
+PLAIN: dict[str, object] = {
+    "cache": {"ttl": 0, "stale_if_error": 0},
+    "resilience": {
+        "retry_attempts": 1,
+        "breaker_consecutive_failures": 1_000_000,
+        "breaker_min_calls": 1_000_000,
+    },
+}
+
 TEST_ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
     "alice": {
         "benepia": {"benepia_user": "alice.kim", "benepia_password": BENEPIA_PASSWORD},
@@ -66,6 +77,7 @@ def make_settings(
             },
             "gafapay": {"base_url": gafapay_url, "company_id": COMPANY_ID, "token": GAFAPAY_TOKEN},
         },
+        **PLAIN,
         **overrides,
     }
     return Settings.model_validate(values)

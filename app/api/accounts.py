@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from app.api.deps import CallDep, GatewayDep
+from app.api.deps import CallDep, GatewayDep, OptionsDep
 from app.api.docs import account_body, problems
 from app.api.params import PERSONAL, ProviderName, UserId
 from app.errors import AccountNotLinked, InvalidRequest
@@ -80,6 +80,7 @@ async def link_account(
     request: Request,
     gateway: GatewayDep,
     call: CallDep,
+    options: OptionsDep,
     verify: Annotated[
         bool, Query(description="Ask the provider first; refuse credentials it rejects.")
     ] = False,
@@ -87,12 +88,15 @@ async def link_account(
     """Store the account's credentials (sealed); idempotent. Secrets are write-only."""
     account = _parse_account(gateway, provider, fields)
     if verify:
-        failed = _failure(request, await gateway.aggregator.one_shot(provider, account, call))
+        entry = await gateway.aggregator.one_shot(provider, account, call, options)
+        failed = _failure(request, entry)
         if failed is not None:
             return failed
     plugin, _ = gateway.registry.require(provider)
     masked = plugin.masked_id(account)
     info, created = await gateway.store.upsert(user_id, provider, account, masked_id=masked)
+    # A balance cached for the old credentials must not be served for the new ones.
+    await gateway.aggregator.forget(user_id, provider)
     body = LinkedAccountInfo.model_validate(info, from_attributes=True)
     return Response(
         body.model_dump_json(),
@@ -131,6 +135,7 @@ async def unlink_account(user_id: UserId, provider: ProviderName, gateway: Gatew
     gateway.registry.require(provider)
     if not await gateway.store.delete(user_id, provider):
         raise AccountNotLinked(f"{user_id} has no {provider} account linked", provider=provider)
+    await gateway.aggregator.forget(user_id, provider)
     return Response(status_code=204)
 
 
@@ -149,10 +154,11 @@ async def query_points_once(
     request: Request,
     gateway: GatewayDep,
     call: CallDep,
+    options: OptionsDep,
 ) -> Response:
     """For frontends that ask for a password at checkout: nothing of the body is stored."""
     account = _parse_account(gateway, provider, fields)
-    entry = await gateway.aggregator.one_shot(provider, account, call)
+    entry = await gateway.aggregator.one_shot(provider, account, call, options)
     failed = _failure(request, entry)
     if failed is not None:
         return failed

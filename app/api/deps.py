@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.errors import InvalidRequest
 from app.gateway import Gateway
+from app.points.aggregator import QueryOptions
 from app.providers.base import CallContext
 from app.request_context import new_request_id, request_id_of
 
@@ -23,5 +26,23 @@ def get_call_context(request: Request) -> CallContext:
     return CallContext(request_id=request_id_of(request.scope) or new_request_id())
 
 
+def get_query_options(request: Request) -> QueryOptions:
+    """The request's deadline (lowered by `Request-Timeout`) and cache wish (`no-cache`)."""
+    settings = get_gateway(request).settings
+    deadline = settings.request_deadline
+    raw = request.headers.get("request-timeout")
+    if raw is not None:
+        try:
+            asked = float(raw)
+        except ValueError:
+            asked = math.nan
+        if not math.isfinite(asked) or asked <= 0:
+            raise InvalidRequest("Request-Timeout must be a positive number of seconds.")
+        deadline = min(asked, settings.request_deadline_max)
+    directives = {d.strip().lower() for d in request.headers.get("cache-control", "").split(",")}
+    return QueryOptions(deadline=deadline, fresh=bool(directives & {"no-cache", "max-age=0"}))
+
+
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 CallDep = Annotated[CallContext, Depends(get_call_context)]
+OptionsDep = Annotated[QueryOptions, Depends(get_query_options)]

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api.deps import CallDep, GatewayDep
+from app.api.deps import CallDep, GatewayDep, OptionsDep
 from app.api.docs import problems
 from app.api.params import PERSONAL, ProviderName, UserId
 from app.errors import InvalidRequest
@@ -52,6 +52,7 @@ async def get_user_points(
     request: Request,
     gateway: GatewayDep,
     call: CallDep,
+    options: OptionsDep,
     providers: ProvidersFilter = None,
 ) -> Response:
     """Ask every linked program at once and merge the answers.
@@ -60,7 +61,8 @@ async def get_user_points(
     `X-Points-Complete` header); when every program failed, the status they share (else 502)
     with the per-program list in the problem.
     """
-    answer = await gateway.aggregator.user_points(user_id, call, only=_parse_filter(providers))
+    only = _parse_filter(providers)
+    answer = await gateway.aggregator.user_points(user_id, call, options, only=only)
     headers = {**PERSONAL, "x-points-complete": "true" if answer.complete else "false"}
     problem = failure_problem(user_id, answer.balances)
     if problem is not None:
@@ -78,10 +80,15 @@ async def get_user_points(
     responses=problems(404, 422, 500, 502, 503, 504),
 )
 async def get_user_provider_points(
-    user_id: UserId, provider: ProviderName, request: Request, gateway: GatewayDep, call: CallDep
+    user_id: UserId,
+    provider: ProviderName,
+    request: Request,
+    gateway: GatewayDep,
+    call: CallDep,
+    options: OptionsDep,
 ) -> Response:
     """The balance of one linked program, or the mapped problem of its failure."""
-    entry = await gateway.aggregator.one(user_id, provider, call)
+    entry = await gateway.aggregator.one(user_id, provider, call, options)
     if entry.error is not None:
         problem = entry.error.model_copy(
             update={"instance": instance_of(request), "request_id": request_id_of(request.scope)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from pydantic import BaseModel
 
@@ -10,12 +12,21 @@ from app.api.deps import GatewayDep
 router = APIRouter(tags=["providers"])
 
 
+class CircuitInfo(BaseModel):
+    """The provider's circuit breaker: `open` means calls fail fast for `retry_after` seconds."""
+
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    retry_after: int | None
+
+
 class ProviderInfo(BaseModel):
     """One configured program."""
 
     name: str
     display_name: str
     unit: str
+    circuit: CircuitInfo
 
 
 class ProviderList(BaseModel):
@@ -31,9 +42,19 @@ class ProviderList(BaseModel):
     response_model=ProviderList,
 )
 async def list_providers(gateway: GatewayDep) -> ProviderList:
-    """Names, display names and units of the programs this gateway is configured for."""
+    """The programs this gateway serves: names, display names, units and circuit state."""
     infos = []
     for name in gateway.registry.names():
         plugin, _ = gateway.registry.require(name)
-        infos.append(ProviderInfo(name=name, display_name=plugin.display_name, unit=plugin.unit))
+        breaker = gateway.aggregator.fetcher.breaker(name).snapshot()
+        circuit = CircuitInfo(
+            state=breaker.state,
+            consecutive_failures=breaker.consecutive_failures,
+            retry_after=breaker.retry_after,
+        )
+        infos.append(
+            ProviderInfo(
+                name=name, display_name=plugin.display_name, unit=plugin.unit, circuit=circuit
+            )
+        )
     return ProviderList(providers=infos)

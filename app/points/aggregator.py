@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
 from app.accounts.store import AccountStore, LinkedAccount
-from app.errors import (
-    AccountNotLinked,
-    GatewayError,
-    InternalError,
-    ProviderError,
-    UpstreamTimeout,
-)
+from app.errors import AccountNotLinked, GatewayError, StoreUnavailable
+from app.points.fetcher import BalanceFetcher, error_entry
 from app.points.models import Balance, PointsAnswer
-from app.problems import problem_from
-from app.providers.base import CallContext, PointsProvider
+from app.providers.base import CallContext
 from app.providers.registry import Registry
 
-log = logging.getLogger("points_gateway.aggregator")
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryOptions:
+    """How one request wants to be answered."""
 
-def error_entry(provider: str, error: GatewayError) -> Balance:
-    """The answer entry of a program that failed."""
-    error.provider = error.provider or provider
-    return Balance(
-        provider=provider,
-        status="error",
-        error=problem_from(error, instance=None, request_id=None),
-    )
+    deadline: float
+    fresh: bool = False
 
 
 class Aggregator:
@@ -42,85 +32,103 @@ class Aggregator:
         self,
         registry: Registry,
         store: AccountStore,
+        fetcher: BalanceFetcher,
         *,
-        deadline: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
         self._store = store
-        self._deadline = deadline
+        self.fetcher = fetcher
         self._clock = clock
 
     async def user_points(
-        self, user_id: str, call: CallContext, *, only: Sequence[str] | None = None
+        self,
+        user_id: str,
+        call: CallContext,
+        options: QueryOptions,
+        *,
+        only: Sequence[str] | None = None,
     ) -> PointsAnswer:
         """Every linked program's entry (narrowed by `only`), fetched concurrently."""
-        deadline_at = self._clock() + self._deadline
-        linked = await self._store.linked(user_id)
-        if only is None:
-            names = [n for n in self._registry.names() if n in linked]
-        else:
+        deadline_at = self._clock() + options.deadline
+        if only is not None:
             for name in only:
-                self._provider(name)
-            names = [n for n in self._registry.names() if n in only]
+                self._registry.require(name)
+        try:
+            linked = await self._store.linked(user_id)
+        except StoreUnavailable:
+            return await self._from_cache(user_id, only)
+        names = [
+            n for n in self._registry.names() if (n in only if only is not None else n in linked)
+        ]
         entries = await asyncio.gather(
-            *(self._entry(name, linked.get(name), call, deadline_at) for name in names)
+            *(self._entry(user_id, n, linked.get(n), call, deadline_at, options) for n in names)
         )
-        answered = [e.provider for e in entries if e.status == "ok"]
+        answered = [e.provider for e in entries if e.status == "ok" and not e.cached]
         if answered:
             self._store.note_fetched(user_id, answered)
-        complete = len(answered) == len(entries)
+        complete = all(e.status == "ok" for e in entries)
         return PointsAnswer(user_id=user_id, complete=complete, balances=list(entries))
 
-    async def one(self, user_id: str, provider: str, call: CallContext) -> Balance:
+    async def one(
+        self, user_id: str, provider: str, call: CallContext, options: QueryOptions
+    ) -> Balance:
         """One program's entry; an unknown provider or unlinked account raises."""
-        deadline_at = self._clock() + self._deadline
-        self._provider(provider)
-        account = (await self._store.linked(user_id)).get(provider)
+        deadline_at = self._clock() + options.deadline
+        self._registry.require(provider)
+        try:
+            account = (await self._store.linked(user_id)).get(provider)
+        except StoreUnavailable:
+            cached = await self.fetcher.cached_balance(user_id, provider)
+            if cached is None:
+                raise
+            return cached
         if account is None:
             raise AccountNotLinked(f"{user_id} has no {provider} account linked", provider=provider)
-        entry = await self._entry(provider, account, call, deadline_at)
-        if entry.status == "ok":
+        entry = await self._entry(user_id, provider, account, call, deadline_at, options)
+        if entry.status == "ok" and not entry.cached:
             self._store.note_fetched(user_id, [provider])
         return entry
 
-    async def one_shot(self, provider: str, account: BaseModel, call: CallContext) -> Balance:
-        """One program's entry for credentials the caller holds; nothing is stored."""
-        self._provider(provider)
-        return await self._entry(provider, account, call, self._clock() + self._deadline)
+    async def one_shot(
+        self, provider: str, account: BaseModel, call: CallContext, options: QueryOptions
+    ) -> Balance:
+        """One program's entry for credentials the caller holds; nothing is stored or cached."""
+        adapter = self._registry.require(provider)[1]
+        budget = min(adapter.timeout, options.deadline)
+        return await self.fetcher.one_shot(provider, account, call, budget=budget)
 
-    def _provider(self, name: str) -> PointsProvider:
-        return self._registry.require(name)[1]
+    async def forget(self, user_id: str, provider: str) -> None:
+        """Drop what is cached for an account that was unlinked or replaced."""
+        await self.fetcher.forget(user_id, provider)
 
     async def _entry(
-        self, name: str, account: LinkedAccount | None, call: CallContext, deadline_at: float
+        self,
+        user_id: str,
+        name: str,
+        account: LinkedAccount | None,
+        call: CallContext,
+        deadline_at: float,
+        options: QueryOptions,
     ) -> Balance:
         if account is None:
             return error_entry(name, AccountNotLinked(f"No {name} account is linked"))
         if isinstance(account, GatewayError):
             return error_entry(name, account)
-        provider = self._provider(name)
-        budget = min(provider.timeout, deadline_at - self._clock())
-        try:
-            async with asyncio.timeout(max(budget, 0)):
-                balance = await provider.fetch_balance(account, call)
-        except TimeoutError:
-            return error_entry(
-                name, UpstreamTimeout(f"{name} did not answer within {budget:.2f} s")
-            )
-        except ProviderError as exc:
-            return error_entry(name, exc)
-        except Exception:
-            log.exception(
-                "provider %s failed unexpectedly", name, extra={"request_id": call.request_id}
-            )
-            return error_entry(
-                name, InternalError("The gateway failed while asking this provider.")
-            )
-        return Balance(
-            provider=name,
-            status="ok",
-            points=balance.points,
-            unit=balance.unit,
-            as_of=balance.as_of,
+        adapter = self._registry.require(name)[1]
+        budget = min(adapter.timeout, deadline_at - self._clock())
+        return await self.fetcher.linked_balance(
+            user_id, name, account, call, budget=budget, fresh=options.fresh
         )
+
+    async def _from_cache(self, user_id: str, only: Sequence[str] | None) -> PointsAnswer:
+        # The store is down, so which programs are linked is unknown: answer what the cache holds.
+        names = list(only) if only is not None else self._registry.names()
+        found = [await self.fetcher.cached_balance(user_id, n) for n in names]
+        entries = [e for e in found if e is not None]
+        if not entries:
+            raise StoreUnavailable(
+                "The account store did not answer and nothing is cached for this user.",
+                retry_after=2,
+            )
+        return PointsAnswer(user_id=user_id, complete=False, balances=entries)

@@ -18,7 +18,7 @@ import respx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import app.points.aggregator
+import app.points.fetcher
 import app.problems
 from app.accounts.schema import linked_accounts as t
 from app.errors import GatewayError
@@ -74,7 +74,7 @@ def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
         return original(error, instance=instance, request_id=request_id)
 
     monkeypatch.setattr(app.problems, "problem_from", spy)
-    monkeypatch.setattr(app.points.aggregator, "problem_from", spy)
+    monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
     return seen
 
 

@@ -30,6 +30,7 @@ from app.sandbox.gafapay import GafapaySandbox, create_gafapay_app
 from app.sandbox.iamport import IamportSandbox, create_iamport_app
 from app.sandbox.servers import Served, ServerGroup, bind
 from app.settings import Settings
+from tests.conftest import PLAIN
 
 HOST = "127.0.0.1"
 PROVIDER_TIMEOUT = 1.5
@@ -45,7 +46,7 @@ def gateway_settings(iamport_url: str, gafapay_url: str, **benepia_overrides: ob
         section["timeout"] = PROVIDER_TIMEOUT
     providers["benepia"].update(benepia_overrides)
     return demo_settings(
-        iamport_url, gafapay_url, providers=providers, request_deadline=REQUEST_DEADLINE
+        iamport_url, gafapay_url, providers=providers, request_deadline=REQUEST_DEADLINE, **PLAIN
     )
 
 

@@ -508,7 +508,8 @@ async def test_providers_route(client: httpx.AsyncClient) -> None:
     providers = r.json()["providers"]
     assert [p["name"] for p in providers] == ["benepia", "gafapay"]
     for p in providers:
-        assert set(p) == {"name", "display_name", "unit"}
+        assert set(p) == {"name", "display_name", "unit", "circuit"}
+        assert p["circuit"] == {"state": "closed", "consecutive_failures": 0, "retry_after": None}
         assert p["display_name"]
         assert p["unit"]
     assert providers[0]["unit"] == "benepia_point"

@@ -358,7 +358,11 @@ async def test_cold_gateway_50_concurrent_requests_one_get_token(
     tokens = upstream.post(TOKEN_URL).mock(side_effect=slow_token(0.05))
     points = upstream.post(BENEPIA_URL).mock(return_value=benepia_ok())
     upstream.get(GAFAPAY_URL).mock(return_value=gafapay_ok())
-    replies = await asyncio.gather(*(client.get("/users/alice/points/benepia") for _ in range(50)))
+    # One-shot queries are never collapsed, so this is 50 real data calls sharing one token.
+    body = {"benepia_user": "alice.kim", "benepia_password": "pw"}
+    replies = await asyncio.gather(
+        *(client.post(f"/users/u{i}/points/benepia", json=body) for i in range(50))
+    )
     assert [r.status_code for r in replies] == [200] * 50
     assert tokens.call_count == 1
     assert points.call_count == 50

@@ -95,7 +95,10 @@ async def test_third_program_is_served_through_the_unchanged_api() -> None:
     app = create_app(settings, store=store)
     async with serve_in_process(app) as client:
         providers = (await client.get("/providers")).json()["providers"]
-        assert providers == [{"name": "acme", "display_name": "Acme stars", "unit": "acme_star"}]
+        closed = {"state": "closed", "consecutive_failures": 0, "retry_after": None}
+        assert providers == [
+            {"name": "acme", "display_name": "Acme stars", "unit": "acme_star", "circuit": closed}
+        ]
         dave = (await client.get("/users/dave/points")).json()
         assert dave["balances"][0]["points"] == "14"
         assert dave["balances"][0]["unit"] == "acme_star"

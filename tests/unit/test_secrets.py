@@ -10,7 +10,7 @@ import pytest
 import respx
 from pydantic import BaseModel
 
-import app.points.aggregator
+import app.points.fetcher
 import app.problems
 from app.accounts.memory_store import load_accounts
 from app.errors import GatewayError
@@ -66,7 +66,7 @@ def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
         return original(error, instance=instance, request_id=request_id)
 
     monkeypatch.setattr(app.problems, "problem_from", spy)
-    monkeypatch.setattr(app.points.aggregator, "problem_from", spy)
+    monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
     return seen
 
 

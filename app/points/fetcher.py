@@ -1,0 +1,229 @@
+"""One program's balance for one account: cache, single-flight, breaker, bulkhead, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from app.errors import GatewayError, InternalError, ProviderError, ProviderRejected, UpstreamTimeout
+from app.points.models import Balance
+from app.problems import problem_from
+from app.providers.base import CallContext, ProviderBalance
+from app.providers.registry import Registry
+from app.resilience.breaker import BreakerPolicy, CircuitBreaker
+from app.resilience.bulkhead import Bulkhead
+from app.resilience.cache import BalanceCache, CachedBalance
+from app.resilience.retry import RetryPolicy, call_with_retries
+from app.resilience.retry_budget import RetryBudget
+from app.resilience.single_flight import SingleFlight
+from app.settings import CacheSettings, ResilienceSettings
+
+log = logging.getLogger("points_gateway.fetcher")
+
+
+def error_entry(provider: str, error: GatewayError) -> Balance:
+    """The answer entry of a program that failed."""
+    error.provider = error.provider or provider
+    return Balance(
+        provider=provider, status="error", error=problem_from(error, instance=None, request_id=None)
+    )
+
+
+def _ok_entry(
+    provider: str, value: ProviderBalance | CachedBalance, *, cached: bool, stale: bool
+) -> Balance:
+    return Balance(
+        provider=provider,
+        status="ok",
+        points=value.points,
+        unit=value.unit,
+        as_of=value.as_of,
+        cached=cached,
+        stale=stale,
+    )
+
+
+def cache_key(provider: str, user_id: str) -> str:
+    """A linked account's cache key: ids only, never anything derived from a credential."""
+    return f"{provider}:{user_id}"
+
+
+@dataclass(slots=True)
+class _Guard:
+    breaker: CircuitBreaker
+    bulkhead: Bulkhead
+    budget: RetryBudget
+
+
+class BalanceFetcher:
+    """Fetches balances through the resilience layers; never raises for provider trouble."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        cache: BalanceCache,
+        *,
+        resilience: ResilienceSettings,
+        cache_settings: CacheSettings,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self.cache = cache
+        self._cache_settings = cache_settings
+        self._clock = clock
+        self._wall = wall_clock
+        self._retry = RetryPolicy(
+            attempts=resilience.retry_attempts,
+            wait_initial=resilience.retry_wait_initial,
+            wait_max=resilience.retry_wait_max,
+        )
+        policy = BreakerPolicy(
+            consecutive_failures=resilience.breaker_consecutive_failures,
+            failure_rate=resilience.breaker_failure_rate,
+            window=resilience.breaker_window,
+            min_calls=resilience.breaker_min_calls,
+            open_for=resilience.breaker_open_seconds,
+        )
+        self._guards = {
+            name: _Guard(
+                CircuitBreaker(name, policy, clock=clock),
+                Bulkhead(name, resilience.provider_max_in_flight),
+                RetryBudget(ratio=resilience.retry_budget_ratio),
+            )
+            for name in registry.names()
+        }
+        self._flights: SingleFlight[ProviderBalance] = SingleFlight()
+
+    def breaker(self, provider: str) -> CircuitBreaker:
+        """The circuit breaker of one provider."""
+        return self._guards[provider].breaker
+
+    async def linked_balance(
+        self,
+        user_id: str,
+        provider: str,
+        account: BaseModel,
+        call: CallContext,
+        *,
+        budget: float,
+        fresh: bool = False,
+    ) -> Balance:
+        """A linked account's entry: fresh cache, else fetched (shared), else stale, else error."""
+        key = cache_key(provider, user_id)
+        cached = await self.cache.get(key)
+        age = self._wall() - cached.stored_at if cached else None
+        if (
+            cached
+            and age is not None
+            and not fresh
+            and age < self._cache_settings.ttl_for(provider)
+        ):
+            return _ok_entry(provider, cached, cached=True, stale=False)
+        try:
+            async with asyncio.timeout(max(budget, 0)):
+                balance = await self._flights.do(
+                    key, lambda: self._fetch_and_cache(key, provider, account, call, budget)
+                )
+        except (TimeoutError, ProviderError) as exc:
+            error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
+            if cached and age is not None and self._stale_allowed(provider, age, error):
+                return _ok_entry(provider, cached, cached=True, stale=True)
+            return error_entry(provider, error)
+        except Exception:
+            log.exception("provider %s failed unexpectedly", provider)
+            return error_entry(
+                provider, InternalError("The gateway failed while asking this provider.")
+            )
+        return _ok_entry(provider, balance, cached=False, stale=False)
+
+    async def cached_balance(self, user_id: str, provider: str) -> Balance | None:
+        """Whatever the cache still holds for a linked account, fresh or within stale-if-error."""
+        cached = await self.cache.get(cache_key(provider, user_id))
+        if cached is None:
+            return None
+        age = self._wall() - cached.stored_at
+        stale = age >= self._cache_settings.ttl_for(provider)
+        if stale and age >= self._keep_for(provider):
+            return None
+        return _ok_entry(provider, cached, cached=True, stale=stale)
+
+    async def one_shot(
+        self, provider: str, account: BaseModel, call: CallContext, *, budget: float
+    ) -> Balance:
+        """An entry for credentials the caller holds: guarded, but never cached or shared."""
+        try:
+            async with asyncio.timeout(max(budget, 0)):
+                balance = await self._guarded(provider, account, call)
+        except TimeoutError:
+            return error_entry(provider, _timeout(provider, budget))
+        except ProviderError as exc:
+            return error_entry(provider, exc)
+        except Exception:
+            log.exception("provider %s failed unexpectedly", provider)
+            return error_entry(
+                provider, InternalError("The gateway failed while asking this provider.")
+            )
+        return _ok_entry(provider, balance, cached=False, stale=False)
+
+    async def forget(self, user_id: str, provider: str) -> None:
+        """Drop a linked account's cached balance (it was unlinked or replaced)."""
+        await self.cache.delete([cache_key(provider, user_id)])
+
+    def _keep_for(self, provider: str) -> float:
+        return self._cache_settings.ttl_for(provider) + self._cache_settings.stale_if_error
+
+    def _stale_allowed(self, provider: str, age: float, error: ProviderError) -> bool:
+        # A refusal is about the account itself: an old balance would hide it, so it is not served.
+        return not isinstance(error, ProviderRejected) and age < self._keep_for(provider)
+
+    async def _fetch_and_cache(
+        self, key: str, provider: str, account: BaseModel, call: CallContext, budget: float
+    ) -> ProviderBalance:
+        # The shared call lives as long as the caller that started it waits, so no upstream call
+        # outlives every deadline; a later caller with more time left joins it as it is.
+        async with asyncio.timeout(max(budget, 0)):
+            balance = await self._guarded(provider, account, call)
+        value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
+        await self.cache.set(key, value, keep_for=self._keep_for(provider))
+        return balance
+
+    async def _guarded(
+        self, provider: str, account: BaseModel, call: CallContext
+    ) -> ProviderBalance:
+        adapter = self._registry.require(provider)[1]
+        guard = self._guards[provider]
+        guard.breaker.before_call()
+        deadline_at = self._clock() + adapter.timeout
+        try:
+            with guard.bulkhead.slot():
+                balance = await call_with_retries(
+                    lambda: adapter.fetch_balance(account, call),
+                    policy=self._retry,
+                    budget=guard.budget,
+                    deadline_at=deadline_at,
+                    clock=self._clock,
+                )
+        except ProviderRejected:
+            guard.breaker.record_success()  # the provider answered: it is healthy
+            raise
+        except ProviderError as exc:
+            if exc.code != "provider_unavailable":
+                guard.breaker.record_failure()
+            else:
+                guard.breaker.release_probe()
+            raise
+        except BaseException:
+            guard.breaker.release_probe()
+            raise
+        guard.breaker.record_success()
+        return balance
+
+
+def _timeout(provider: str, budget: float) -> UpstreamTimeout:
+    return UpstreamTimeout(f"{provider} did not answer within {max(budget, 0):.2f} s")

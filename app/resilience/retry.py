@@ -1,0 +1,70 @@
+"""Retrying transient provider failures: few, jittered, inside the deadline, within a budget."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import stamina
+
+from app.errors import UpstreamError, UpstreamRateLimited, UpstreamUnreachable
+from app.resilience.retry_budget import RetryBudget
+
+T = TypeVar("T")
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# A retry is pointless unless this much of the deadline is left for the attempt itself.
+MIN_ATTEMPT_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How many attempts and how long to wait between them."""
+
+    attempts: int = 2
+    wait_initial: float = 0.05
+    wait_max: float = 0.5
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Connect failures, 502/503/504 and 429: never rejections, auth failures or bad bodies."""
+    if isinstance(exc, UpstreamUnreachable | UpstreamRateLimited):
+        return True
+    return isinstance(exc, UpstreamError) and exc.upstream_status in RETRYABLE_STATUSES
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    deadline_at: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run `call`, retrying what `is_retryable` allows while the deadline and budget allow."""
+    made = 0
+
+    def backoff(exc: Exception) -> bool | float:
+        if made >= policy.attempts or not is_retryable(exc):
+            return False
+        wait = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
+        if (wait or 0) + MIN_ATTEMPT_SECONDS >= deadline_at - clock():
+            return False  # honouring Retry-After would overrun the deadline: answer now instead
+        if not budget.try_spend():
+            return False
+        return float(wait) if wait else True
+
+    budget.record_call()
+    async for attempt in stamina.retry_context(
+        on=backoff,
+        attempts=policy.attempts,
+        timeout=None,
+        wait_initial=policy.wait_initial,
+        wait_max=policy.wait_max,
+        wait_jitter=policy.wait_initial,
+    ):
+        with attempt:
+            made = attempt.num
+            return await call()
+    raise AssertionError("unreachable: stamina re-raises the last failure")
