@@ -57,6 +57,9 @@ class MemoryAccountStore:
                     ),
                 )
 
+    async def ping(self) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None
 

@@ -192,6 +192,10 @@ class SqlAccountStore:
         except StoreUnavailable:
             pass  # a best-effort fact; the next successful fetch writes it again
 
+    async def ping(self) -> None:
+        async with self._db("ping"), self._engine.connect() as conn:
+            await conn.execute(select(1))
+
     async def count(self) -> int:
         """How many accounts are linked (for rotation progress and tests)."""
         async with self._db("count"), self._engine.connect() as conn:

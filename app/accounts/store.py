@@ -53,6 +53,10 @@ class AccountStore(Protocol):
         """Record, in the background and throttled, that these accounts answered just now."""
         ...
 
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections and finish background writes."""
         ...

@@ -1,11 +1,15 @@
-"""Liveness."""
+"""Liveness and readiness."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel
+
+from app.api.deps import GatewayDep
+from app.errors import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -20,3 +24,33 @@ class Health(BaseModel):
 async def get_health() -> Health:
     """Answers 200 while the process serves requests."""
     return Health()
+
+
+class Readiness(BaseModel):
+    """Whether this instance should get traffic, and what each dependency said."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Literal["ok", "degraded", "failed"]]
+
+
+@router.get(
+    "/readyz",
+    operation_id="get_readiness",
+    summary="Readiness",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: see `checks`."}},
+)
+async def get_readiness(gateway: GatewayDep) -> Response:
+    """Ready while the account store answers; a Redis outage is `degraded`, not unready."""
+    checks: dict[str, Literal["ok", "degraded", "failed"]] = {}
+    try:
+        await gateway.store.ping()
+        checks["store"] = "ok"
+    except StoreUnavailable:
+        checks["store"] = "failed"
+    checks["cache"] = "ok" if gateway.aggregator.fetcher.cache.healthy else "degraded"
+    ready = checks["store"] == "ok"
+    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
+    return Response(
+        body.model_dump_json(), status_code=200 if ready else 503, media_type="application/json"
+    )
