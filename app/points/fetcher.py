@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -99,6 +99,7 @@ class BalanceFetcher:
             for name in registry.names()
         }
         self._flights: SingleFlight[ProviderBalance] = SingleFlight()
+        self._generations: dict[str, int] = {}
 
     def breaker(self, provider: str) -> CircuitBreaker:
         """The circuit breaker of one provider."""
@@ -127,8 +128,11 @@ class BalanceFetcher:
             return _ok_entry(provider, cached, cached=True, stale=False)
         try:
             async with asyncio.timeout(max(budget, 0)):
+                # Keyed by generation: after a re-link nobody joins a fetch for the old account.
+                generation = self._generations.get(key, 0)
                 balance = await self._flights.do(
-                    key, lambda: self._fetch_and_cache(key, provider, account, call, budget)
+                    f"{key}#{generation}",
+                    lambda: self._fetch_and_cache(key, generation, provider, account, call, budget),
                 )
         except (TimeoutError, ProviderError) as exc:
             error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
@@ -158,8 +162,9 @@ class BalanceFetcher:
     ) -> Balance:
         """An entry for credentials the caller holds: guarded, but never cached or shared."""
         try:
-            async with asyncio.timeout(max(budget, 0)):
-                balance = await self._guarded(provider, account, call)
+            balance = await self._within(
+                provider, budget, self._guarded(provider, account, call, budget)
+            )
         except TimeoutError:
             return error_entry(provider, _timeout(provider, budget))
         except ProviderError as exc:
@@ -173,7 +178,12 @@ class BalanceFetcher:
 
     async def forget(self, user_id: str, provider: str) -> None:
         """Drop a linked account's cached balance (it was unlinked or replaced)."""
-        await self.cache.delete([cache_key(provider, user_id)])
+        key = cache_key(provider, user_id)
+        # A fetch already in flight for the old credentials must not write its answer back.
+        if len(self._generations) > 100_000:
+            self._generations.clear()
+        self._generations[key] = self._generations.get(key, 0) + 1
+        await self.cache.delete([key])
 
     def _keep_for(self, provider: str) -> float:
         return self._cache_settings.ttl_for(provider) + self._cache_settings.stale_if_error
@@ -183,23 +193,45 @@ class BalanceFetcher:
         return not isinstance(error, ProviderRejected) and age < self._keep_for(provider)
 
     async def _fetch_and_cache(
-        self, key: str, provider: str, account: BaseModel, call: CallContext, budget: float
+        self,
+        key: str,
+        generation: int,
+        provider: str,
+        account: BaseModel,
+        call: CallContext,
+        budget: float,
     ) -> ProviderBalance:
         # The shared call lives as long as the caller that started it waits, so no upstream call
         # outlives every deadline; a later caller with more time left joins it as it is.
-        async with asyncio.timeout(max(budget, 0)):
-            balance = await self._guarded(provider, account, call)
-        value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
-        await self.cache.set(key, value, keep_for=self._keep_for(provider))
+        balance = await self._within(
+            provider, budget, self._guarded(provider, account, call, budget)
+        )
+        if self._generations.get(key, 0) == generation:
+            value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
+            await self.cache.set(key, value, keep_for=self._keep_for(provider))
         return balance
 
+    async def _within(
+        self, provider: str, budget: float, call: Coroutine[object, object, ProviderBalance]
+    ) -> ProviderBalance:
+        try:
+            async with asyncio.timeout(max(budget, 0)):
+                return await call
+        except TimeoutError:
+            adapter = self._registry.require(provider)[1]
+            # Only a provider that used its whole timeout is unwell; a caller's short deadline
+            # says nothing about it.
+            if budget >= adapter.timeout:
+                self._guards[provider].breaker.record_failure()
+            raise
+
     async def _guarded(
-        self, provider: str, account: BaseModel, call: CallContext
+        self, provider: str, account: BaseModel, call: CallContext, budget: float
     ) -> ProviderBalance:
         adapter = self._registry.require(provider)[1]
         guard = self._guards[provider]
         guard.breaker.before_call()
-        deadline_at = self._clock() + adapter.timeout
+        deadline_at = self._clock() + budget
         try:
             with guard.bulkhead.slot():
                 balance = await call_with_retries(

@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 log = logging.getLogger("points_gateway.cache")
 
@@ -44,14 +44,17 @@ class CachedBalance:
         """The value in `raw`, or None if it is not one (a foreign or older format)."""
         try:
             data = json.loads(raw)
-            return cls(
+            value = cls(
                 Decimal(data["p"]),
                 str(data["u"]),
                 datetime.fromisoformat(data["a"]),
                 float(data["s"]),
             )
-        except (ValueError, KeyError, TypeError, InvalidOperation):
+        except (ValueError, KeyError, TypeError, InvalidOperation, RecursionError):
             return None
+        if not value.points.is_finite() or value.as_of.tzinfo is None:
+            return None
+        return value
 
 
 class BalanceCache(Protocol):
@@ -153,6 +156,8 @@ class RedisBalanceCache:
             return None
         try:
             raw = await self._client.get(self._prefix + key)
+        except ResponseError:
+            return None  # one foreign value (e.g. WRONGTYPE) is a miss, not an outage
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc, "read")
             return None

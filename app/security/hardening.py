@@ -1,0 +1,99 @@
+"""Request caps and response headers that hold for every route."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import GatewayError
+from app.problems import problem_from
+
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class PayloadTooLarge(GatewayError):
+    code = "payload_too_large"
+    status = 413
+    title = "The request body is too large"
+
+
+class HeadersTooLarge(GatewayError):
+    code = "headers_too_large"
+    status = 431
+    title = "The request headers are too large"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _problem(error: GatewayError) -> tuple[int, bytes]:
+    body = problem_from(error, instance=None, request_id=None).model_dump_json().encode()
+    return error.status, body
+
+
+class Hardening:
+    """Caps body and header sizes (413 / 431) and adds `X-Content-Type-Options: nosniff`."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, max_headers: int) -> None:
+        self.app = app
+        self._max_body = max_body
+        self._max_headers = max_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", ())
+        if sum(len(k) + len(v) + 4 for k, v in headers) > self._max_headers:
+            await self._reject(
+                send, HeadersTooLarge(f"Headers are limited to {self._max_headers} bytes.")
+            )
+            return
+        declared = next((v for k, v in headers if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            await self._reject(
+                send, PayloadTooLarge(f"Bodies are limited to {self._max_body} bytes.")
+            )
+            return
+        received = 0
+        started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), _NOSNIFF]
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not started:
+                await self._reject(
+                    send, PayloadTooLarge(f"Bodies are limited to {self._max_body} bytes.")
+                )
+
+    @staticmethod
+    async def _reject(send: Send, error: GatewayError) -> None:
+        status, body = _problem(error)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                    _NOSNIFF,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
