@@ -61,7 +61,7 @@ def _openapi(args: argparse.Namespace) -> int:
     from app.settings import Settings
 
     # The document does not depend on configuration, so none is read from the environment.
-    settings = Settings.model_validate({"enabled_providers": []})
+    settings = Settings.model_validate({"enabled_providers": [], "auth": {"mode": "disabled"}})
     text = render_openapi(create_app(settings, store=MemoryAccountStore()))
     if args.output in (None, "-"):
         sys.stdout.write(text)

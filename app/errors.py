@@ -38,6 +38,10 @@ class GatewayError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, provider={self.provider!r})"
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this problem calls for (Retry-After is added for everyone)."""
+        return {}
+
 
 class InternalError(GatewayError):
     """Anything unexpected: a bug in the gateway."""
@@ -142,6 +146,9 @@ class Unauthorized(GatewayError):
     code = "unauthorized"
     status = 401
     title = "Missing or invalid credentials"
+
+    def headers(self) -> dict[str, str]:
+        return {"www-authenticate": 'Bearer realm="points-gateway"'}
 
 
 class Forbidden(GatewayError):

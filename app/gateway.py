@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import httpx
+from limits import parse as parse_limit
 from pydantic import BaseModel
 
 from app.accounts.engine import build_engine
@@ -20,6 +21,9 @@ from app.points.fetcher import BalanceFetcher
 from app.providers.base import ConfigurationError, ProviderDeps, ProviderPlugin
 from app.providers.registry import Registry, configure, discover_plugins
 from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
+from app.security.authenticator import Authenticator
+from app.security.rate_limit import RateLimiter
+from app.security.service import Security
 from app.settings import Settings
 
 log = logging.getLogger("points_gateway")
@@ -47,9 +51,13 @@ class Gateway:
     registry: Registry
     store: AccountStore
     aggregator: Aggregator
+    security: Security
+    jwks_client: httpx.AsyncClient | None = None
 
     async def aclose(self) -> None:
         """Close outbound connections, then the cache and the store."""
+        if self.jwks_client is not None:
+            await self.jwks_client.aclose()
         await self.registry.aclose()
         await self.aggregator.fetcher.cache.aclose()
         await self.store.aclose()
@@ -63,6 +71,12 @@ def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> Ga
         discover_plugins(),
         allow_http=settings.sandbox,
     )
+    Authenticator.check(settings.auth)
+    if settings.limits.rate is not None:
+        try:
+            parse_limit(settings.limits.rate)
+        except ValueError as exc:
+            raise ConfigurationError(f"POINTS_LIMITS__RATE: {exc}") from exc
     keyring = None
     if store is None:
         if settings.secret_keys is None:
@@ -139,4 +153,11 @@ def build_gateway(
         registry, cache, resilience=settings.resilience, cache_settings=settings.cache
     )
     aggregator = Aggregator(registry, store, fetcher)
-    return Gateway(settings, registry, store, aggregator)
+    jwks_url = settings.auth.jwks_url
+    jwks_client = client_factory(jwks_url, 3.0) if jwks_url else None
+    limiter = None
+    if settings.limits.rate is not None:
+        redis = settings.redis_url.get_secret_value() if settings.redis_url else None
+        limiter = RateLimiter(settings.limits.rate, redis_url=redis)
+    security = Security(Authenticator(settings.auth, jwks_client=jwks_client), limiter)
+    return Gateway(settings, registry, store, aggregator, security, jwks_client)

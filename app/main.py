@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
 from app import __version__
@@ -18,6 +19,7 @@ from app.problems import install_problem_handlers
 from app.request_context import RequestIdMiddleware
 from app.resilience.cache import BalanceCache
 from app.resilience.shedding import LoadShedder
+from app.security.hardening import Hardening
 from app.settings import Settings, get_settings
 
 
@@ -53,7 +55,26 @@ def create_app(
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
+    limits = plan.settings.limits
+    if limits.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=limits.cors_origins,
+            allow_methods=["GET", "PUT", "POST", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "X-Request-ID",
+                "Request-Timeout",
+                "Cache-Control",
+            ],
+            expose_headers=["X-Request-ID", "X-Points-Complete", "Retry-After"],
+        )
     app.add_middleware(LoadShedder, max_in_flight=plan.settings.resilience.max_in_flight_requests)
+    app.add_middleware(
+        Hardening, max_body=limits.max_body_bytes, max_headers=limits.max_header_bytes
+    )
     # Added last, so it runs first: even a shed request gets its X-Request-ID.
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)

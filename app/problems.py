@@ -104,7 +104,8 @@ def _field_errors(errors: Sequence[object]) -> list[FieldError]:
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
     rid = request_id_of(request.scope)
-    return problem_response(problem_from(exc, instance=instance_of(request), request_id=rid))
+    problem = problem_from(exc, instance=instance_of(request), request_id=rid)
+    return problem_response(problem, headers=exc.headers())
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

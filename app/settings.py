@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -56,6 +56,65 @@ class CacheSettings(BaseModel):
         return self.provider_ttl.get(provider, self.ttl)
 
 
+class ApiKeySetting(BaseModel):
+    """One service API key, held only as the SHA-256 of its value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+    scopes: list[Literal["points:read", "accounts:read", "accounts:write"]]
+
+
+class AuthSettings(BaseModel):
+    """Caller authentication (POINTS_AUTH__*): on unless mode is `disabled`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["required", "disabled"] = "required"
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 shared secret.")
+    jwt_public_key: str | None = Field(default=None, description="PEM key for RS256/ES256.")
+    jwks_url: str | None = None
+    jwt_algorithms: list[Literal["HS256", "RS256", "ES256"]] | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = Field(default=30.0, ge=0, le=300)
+    service_claim: str = "gateway_service"
+    api_keys: list[ApiKeySetting] = []
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("an HS256 secret must be at least 32 bytes")
+        return value
+
+    def algorithms(self) -> frozenset[str]:
+        """The accepted algorithms: asked for, and each backed by a configured key."""
+        possible = set()
+        if self.jwt_secret is not None:
+            possible.add("HS256")
+        if self.jwt_public_key or self.jwks_url:
+            possible |= {"RS256", "ES256"}
+        asked = set(self.jwt_algorithms) if self.jwt_algorithms is not None else possible
+        return frozenset(asked & possible)
+
+
+class LimitSettings(BaseModel):
+    """Rate limits and request caps (POINTS_LIMITS__*)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: str | None = Field(
+        default="600/minute", description="Per principal (per client address when anonymous)."
+    )
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    cors_origins: list[str] = Field(
+        default=[], description="Browser origins allowed; none by default."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the gateway reads at start; invalid values stop it with a clear message."""
 
@@ -72,6 +131,8 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = None
     resilience: ResilienceSettings = ResilienceSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
     cache: CacheSettings = CacheSettings()
     data_dir: Path = Path("data")
     database_url: SecretStr | None = Field(

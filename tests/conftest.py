@@ -35,9 +35,12 @@ PROBLEM = "application/problem+json"
 
 SECRETS = (IMP_SECRET, GAFAPAY_TOKEN, BENEPIA_PASSWORD)
 
-# The adapter and aggregator tests look at one upstream exchange at a time: no cache, no retry,
-# no breaker. The resilience tests (tests/resilience) turn each back on explicitly.
+# The adapter and aggregator tests look at one upstream exchange at a time: no auth, no rate
+# limit, no cache, no retry, no breaker. Later suites (tests/resilience, tests/security) turn each
+# back on explicitly.
 PLAIN: dict[str, object] = {
+    "auth": {"mode": "disabled"},
+    "limits": {"rate": None},
     "cache": {"ttl": 0, "stale_if_error": 0},
     "resilience": {
         "retry_attempts": 1,

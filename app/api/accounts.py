@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from app.api.deps import CallDep, GatewayDep, OptionsDep
 from app.api.docs import account_body, problems
 from app.api.params import PERSONAL, ProviderName, UserId
+from app.api.security_deps import READ_ACCOUNTS, READ_POINTS, WRITE_ACCOUNTS
 from app.errors import AccountNotLinked, InvalidRequest
 from app.gateway import Gateway
 from app.points.models import Balance
@@ -67,9 +68,10 @@ def _failure(request: Request, entry: Balance) -> Response | None:
     summary="Link or replace a program account",
     response_model=LinkedAccountInfo,
     status_code=200,
+    dependencies=[WRITE_ACCOUNTS],
     responses={
         201: {"model": LinkedAccountInfo, "description": "Newly linked."},
-        **problems(404, 422, 500, 502, 503, 504),
+        **problems(401, 403, 404, 422, 429, 500, 502, 503, 504),
     },
     openapi_extra=account_body(),
 )
@@ -111,7 +113,8 @@ async def link_account(
     operation_id="list_accounts",
     summary="The user's linked accounts",
     response_model=LinkedAccountList,
-    responses=problems(422, 500, 503),
+    dependencies=[READ_ACCOUNTS],
+    responses=problems(401, 403, 422, 429, 500, 503),
 )
 async def list_accounts(user_id: UserId, gateway: GatewayDep) -> Response:
     """Linked programs with non-secret facts only (masked identifier, dates)."""
@@ -128,7 +131,8 @@ async def list_accounts(user_id: UserId, gateway: GatewayDep) -> Response:
     operation_id="unlink_account",
     summary="Unlink a program account",
     status_code=204,
-    responses=problems(404, 422, 500, 503),
+    dependencies=[WRITE_ACCOUNTS],
+    responses=problems(401, 403, 404, 422, 429, 500, 503),
 )
 async def unlink_account(user_id: UserId, provider: ProviderName, gateway: GatewayDep) -> Response:
     """Forget the account and its credentials."""
@@ -144,7 +148,8 @@ async def unlink_account(user_id: UserId, provider: ProviderName, gateway: Gatew
     operation_id="query_points_once",
     summary="One program's balance for credentials given now",
     response_model=Balance,
-    responses=problems(404, 422, 500, 502, 503, 504),
+    dependencies=[READ_POINTS],
+    responses=problems(401, 403, 404, 422, 429, 500, 502, 503, 504),
     openapi_extra=account_body(),
 )
 async def query_points_once(

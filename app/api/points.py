@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from app.api.deps import CallDep, GatewayDep, OptionsDep
 from app.api.docs import problems
 from app.api.params import PERSONAL, ProviderName, UserId
+from app.api.security_deps import READ_POINTS
 from app.errors import InvalidRequest
 from app.points.models import Balance, PointsAnswer, PointsProblem
 from app.points.status_policy import failure_problem
@@ -42,8 +43,9 @@ def _parse_filter(raw: str | None) -> list[str] | None:
     operation_id="get_user_points",
     summary="Every balance of a user, merged",
     response_model=PointsAnswer,
+    dependencies=[READ_POINTS],
     responses={
-        **problems(404, 422, 500),
+        **problems(401, 403, 404, 422, 429, 500),
         **problems(502, 503, 504, model=PointsProblem),
     },
 )
@@ -77,7 +79,8 @@ async def get_user_points(
     operation_id="get_user_provider_points",
     summary="One program's balance of a user",
     response_model=Balance,
-    responses=problems(404, 422, 500, 502, 503, 504),
+    dependencies=[READ_POINTS],
+    responses=problems(401, 403, 404, 422, 429, 500, 502, 503, 504),
 )
 async def get_user_provider_points(
     user_id: UserId,

@@ -8,6 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.api.deps import GatewayDep
+from app.api.docs import problems
+from app.api.security_deps import PUBLIC
 
 router = APIRouter(tags=["providers"])
 
@@ -40,6 +42,8 @@ class ProviderList(BaseModel):
     operation_id="list_providers",
     summary="The configured programs",
     response_model=ProviderList,
+    dependencies=[PUBLIC],
+    responses=problems(429),
 )
 async def list_providers(gateway: GatewayDep) -> ProviderList:
     """The programs this gateway serves: names, display names, units and circuit state."""

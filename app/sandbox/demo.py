@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import tempfile
+import time
 from decimal import Decimal
 
+import jwt
 from pydantic import BaseModel
 
 from app.accounts.admin import seed
@@ -23,6 +26,7 @@ from app.sandbox.servers import Served, ServerGroup, bind
 from app.settings import Settings
 
 DEMO_PLUGINS = {p.name: p for p in BUILTIN_PLUGINS}
+DEMO_ISSUER = "points-gateway-demo"
 
 # Sandbox-only credentials: they open nothing but the emulators below.
 DEMO_IMP_KEY = "demo_imp_key"
@@ -99,21 +103,44 @@ async def prepare_demo_database(database_url: str, keyring: Keyring) -> None:
         await store.aclose()
 
 
-def _banner(base: str) -> str:
+DEMO_USERS = ("alice", "bob", "carol", "nobody")
+
+
+def demo_tokens(secret: str, *, lifetime: int = 3600) -> dict[str, str]:
+    """Short-lived HS256 tokens for the demo users, signed with the demo's ephemeral secret."""
+    now = int(time.time())
+    return {
+        user: jwt.encode(
+            {"sub": user, "iss": DEMO_ISSUER, "iat": now, "exp": now + lifetime}, secret, "HS256"
+        )
+        for user in DEMO_USERS
+    }
+
+
+def _banner(base: str, tokens: dict[str, str]) -> str:
+    auth = '-H "Authorization: Bearer $DEMO_TOKEN_ALICE"'
     return "\n".join(
         [
+            *(f"DEMO_TOKEN_{user.upper()}={token}" for user, token in tokens.items()),
+            "",
+            "(paste the lines above into your shell; each token is valid for one hour)",
+            "",
             f"points-gateway demo serving on {base} (sandbox emulators, not real providers)",
-            "Credentials are sealed with an ephemeral key in a temporary SQLite database;",
-            "both are gone when the demo stops.",
+            "Credentials are sealed with an ephemeral key in a temporary SQLite database, and the",
+            "tokens are signed with an ephemeral secret: all of it is gone when the demo stops.",
             "",
             "Try:",
-            f"  curl -s {base}/users/alice/points          # both programs, complete: true",
-            f"  curl -s {base}/users/bob/points            # GafaPay only",
-            f"  curl -s {base}/users/carol/points          # Benepia refused: 200, complete: false",
-            f"  curl -s {base}/users/nobody/points         # no linked programs: balances []",
-            f"  curl -s {base}/users/alice/points/gafapay  # one program",
-            f"  curl -s '{base}/users/alice/points?providers=benepia'",
-            f"  curl -s {base}/users/alice/points/nope     # 404 unknown_provider (problem+json)",
+            f"  curl -s {auth} {base}/users/alice/points           # both programs",
+            f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_BOB" {base}/users/bob/points',
+            f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_CAROL" {base}/users/carol/points'
+            "   # Benepia refused: 200, complete: false",
+            f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_NOBODY" {base}/users/nobody/points'
+            "   # nothing linked: balances []",
+            f"  curl -s {auth} {base}/users/alice/points/gafapay   # one program",
+            f"  curl -s {auth} '{base}/users/alice/points?providers=benepia'",
+            f"  curl -s {auth} {base}/users/alice/points/nope      # 404 unknown_provider",
+            f"  curl -s {auth} {base}/users/bob/points             # 403: not alice's data",
+            f"  curl -s {base}/users/alice/points                  # 401: no token",
             f"  curl -s {base}/providers",
             "",
             "Ctrl-C stops the demo.",
@@ -130,14 +157,19 @@ async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int
     with tempfile.TemporaryDirectory(prefix="points-gateway-demo-") as data_dir:
         database_url = f"sqlite+aiosqlite:///{data_dir}/demo.db"
         await prepare_demo_database(database_url, Keyring.parse(keys))
+        secret = secrets.token_urlsafe(32)
         settings = demo_settings(
-            iamport_app.url, gafapay_app.url, database_url=database_url, secret_keys=keys
+            iamport_app.url,
+            gafapay_app.url,
+            database_url=database_url,
+            secret_keys=keys,
+            auth={"jwt_secret": secret, "issuer": DEMO_ISSUER},
         )
         gateway = Served(create_app(settings), bind(host, port))
-        await _serve(gateway, [iamport_app, gafapay_app, gateway])
+        await _serve(gateway, [iamport_app, gafapay_app, gateway], demo_tokens(secret))
 
 
-async def _serve(gateway: Served, served: list[Served]) -> None:
+async def _serve(gateway: Served, served: list[Served], tokens: dict[str, str]) -> None:
     group = ServerGroup(served, log_level="info")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,5 +178,5 @@ async def _serve(gateway: Served, served: list[Served]) -> None:
     started = asyncio.create_task(group.started.wait())
     await asyncio.wait([serving, started], return_when=asyncio.FIRST_COMPLETED)
     if group.started.is_set():
-        print(_banner(gateway.url), flush=True)
+        print(_banner(gateway.url, tokens), flush=True)
     await serving

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,17 +113,41 @@ def wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
     pytest.fail(f"demo did not answer /healthz within {START_TIMEOUT} s")
 
 
+def printed_tokens(stdout: Path) -> dict[str, str]:
+    """The DEMO_TOKEN_<USER>=... lines the demo printed (waited for, bounded)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        found = dict(re.findall(r"^DEMO_TOKEN_([A-Z]+)=(\S+)$", stdout.read_text(), re.MULTILINE))
+        if len(found) == 4:
+            return {user.lower(): token for user, token in found.items()}
+        time.sleep(0.1)
+    pytest.fail("the demo printed no DEMO_TOKEN_* lines")
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serves_the_demo_users_and_stops_on_signal(
     demo: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     proc, base, stdout = demo
     wait_healthy(proc, base, tmp_path / "stderr.txt")
+    tokens = printed_tokens(stdout)
 
     with httpx.Client(base_url=base, timeout=10.0) as client:
-        alice = client.get("/users/alice/points")
-        carol = client.get("/users/carol/points")
-        nobody = client.get("/users/nobody/points")
+
+        def as_user(user: str, path: str | None = None) -> httpx.Response:
+            headers = {"authorization": f"Bearer {tokens[user]}"}
+            return client.get(path or f"/users/{user}/points", headers=headers)
+
+        alice = as_user("alice")
+        carol = as_user("carol")
+        nobody = as_user("nobody")
+        anonymous = client.get("/users/alice/points")
+        alice_on_bob = as_user("alice", "/users/bob/points")
+
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["code"] == "unauthorized"
+    assert alice_on_bob.status_code == 403, alice_on_bob.text
+    assert alice_on_bob.json()["code"] == "forbidden"
 
     assert alice.status_code == 200, alice.text
     assert alice.json()["complete"] is True
@@ -144,8 +169,9 @@ def test_demo_serves_the_demo_users_and_stops_on_signal(
         pytest.fail(f"demo did not exit within {EXIT_TIMEOUT} s of {stop_signal.name}")
     assert code == 0
     printed = stdout.read_text()
-    assert f"curl -s {base}/users/alice/points" in printed
-    assert f"curl -s {base}/users/nobody/points" in printed
+    assert f"{base}/users/alice/points" in printed
+    assert f"{base}/users/nobody/points" in printed
+    assert "Authorization: Bearer $DEMO_TOKEN_ALICE" in printed
 
 
 def test_serve_without_credentials_exits_2_naming_the_setting(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ def gateway_env(emulators: Emulators, data: Path, keys: str) -> dict[str, str]:
         "POINTS_DATABASE_URL": f"sqlite+aiosqlite:///{data / 'gw.db'}",
         "POINTS_SECRET_KEYS": keys,
         "POINTS_SANDBOX": "true",
+        "POINTS_AUTH__MODE": "disabled",
         "POINTS_PROVIDERS__BENEPIA__BASE_URL": emulators.iamport_url,
         "POINTS_PROVIDERS__BENEPIA__IMP_KEY": DEMO_IMP_KEY,
         "POINTS_PROVIDERS__BENEPIA__IMP_SECRET": DEMO_IMP_SECRET,

@@ -84,7 +84,11 @@ def test_entry_point_plugin_is_discovered() -> None:
 @pytest.mark.usefixtures("acme_installed")
 async def test_third_program_is_served_through_the_unchanged_api() -> None:
     settings = Settings.model_validate(
-        {"enabled_providers": ["acme"], "providers": {"acme": {"bonus": 10}}}
+        {
+            "enabled_providers": ["acme"],
+            "providers": {"acme": {"bonus": 10}},
+            "auth": {"mode": "disabled"},
+        }
     )
     accounts = {
         "dave": {"acme": {"member": "dave"}},
@@ -111,7 +115,11 @@ async def test_third_program_is_served_through_the_unchanged_api() -> None:
 @pytest.mark.usefixtures("acme_installed")
 def test_plugin_settings_are_validated_at_start() -> None:
     settings = Settings.model_validate(
-        {"enabled_providers": ["acme"], "providers": {"acme": {"bonus": "lots"}}}
+        {
+            "enabled_providers": ["acme"],
+            "providers": {"acme": {"bonus": "lots"}},
+            "auth": {"mode": "disabled"},
+        }
     )
     with pytest.raises(ConfigurationError, match="POINTS_PROVIDERS__ACME__BONUS"):
         create_app(settings, store=make_store({}))

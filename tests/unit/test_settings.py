@@ -198,6 +198,7 @@ async def test_gafapay_only_gateway_from_env(
     clean_env: pytest.MonkeyPatch, upstream: respx.MockRouter
 ) -> None:
     clean_env.setenv("POINTS_ENABLED_PROVIDERS", "gafapay")
+    clean_env.setenv("POINTS_AUTH__MODE", "disabled")
     clean_env.setenv("POINTS_PROVIDERS__GAFAPAY__BASE_URL", GAFAPAY)
     clean_env.setenv("POINTS_PROVIDERS__GAFAPAY__COMPANY_ID", COMPANY_ID)
     clean_env.setenv("POINTS_PROVIDERS__GAFAPAY__TOKEN", GAFAPAY_TOKEN)

@@ -1,0 +1,47 @@
+"""The dependencies that authenticate, rate-limit and authorize every user-scoped route."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.deps import GatewayDep
+from app.security.policy import authorize
+from app.security.principal import Principal
+
+# auto_error off: missing credentials become our own 401 problem, not FastAPI's 403.
+_bearer = HTTPBearer(auto_error=False, description="A JWT: `sub` is the user id.")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A service API key.")
+
+
+class Authorize:
+    """Authenticate the caller, count it against its rate limit, check it may act on the user."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    async def __call__(
+        self,
+        request: Request,
+        gateway: GatewayDep,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key)],
+    ) -> Principal:
+        authorization = request.headers.get("authorization") if bearer is not None else None
+        principal = await gateway.security.authenticator.authenticate(authorization, api_key)
+        await gateway.security.limit(principal, request)
+        authorize(principal, request.path_params["user_id"], self.scope)
+        return principal
+
+
+async def limit_by_address(request: Request, gateway: GatewayDep) -> None:
+    """Public routes: rate-limited per client address."""
+    await gateway.security.limit(None, request)
+
+
+READ_POINTS = Depends(Authorize("points:read"))
+READ_ACCOUNTS = Depends(Authorize("accounts:read"))
+WRITE_ACCOUNTS = Depends(Authorize("accounts:write"))
+PUBLIC = Depends(limit_by_address)
