@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import GatewayError
 from app.providers.base import ConfigurationError
+from app.security.log_redaction import RedactingFilter
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     # httpx logs every request URL at INFO; those carry provider user ids.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
