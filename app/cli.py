@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import GatewayError
+from app.observability.logging import configure_logging
 from app.providers.base import ConfigurationError
-from app.security.log_redaction import RedactingFilter
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,24 +21,32 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.gateway import preflight
     from app.main import create_app
+    from app.observability.shutdown import GracefulServer
     from app.settings import get_settings
 
     settings = get_settings()
+    # JSON lines by default (POINTS_LOG_FORMAT); uvicorn's own loggers go through the same handler.
+    configure_logging(settings.log_format, settings.log_level)
     # Configuration errors surface here, as one clear line, not inside uvicorn's lifespan.
     asyncio.run(preflight(settings))
     app = create_app(settings)
-    common = {
+    common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "log_level": settings.log_level,
+        "log_config": None,  # keep the structlog handler configured above
+        "access_log": False,  # the gateway logs one line per request itself
         "server_header": False,
         "proxy_headers": False,
+        # After SIGTERM: stop accepting, let requests in flight finish for up to this long.
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
     if args.workers > 1:
         uvicorn.run("app.main:create_app_from_env", factory=True, workers=args.workers, **common)
-    else:
-        uvicorn.run(app, **common)
-    return 0
+        return 0
+    server = GracefulServer(uvicorn.Config(app, **common), app.state.shutdown)
+    server.run()
+    return 0 if server.started else 3  # 3: uvicorn's own "startup failed" code
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -51,6 +59,15 @@ def _demo(args: argparse.Namespace) -> int:
             iamport_port=args.iamport_port,
             gafapay_port=args.gafapay_port,
         )
+    )
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from app.sandbox.serve import run_sandbox
+
+    asyncio.run(
+        run_sandbox(host=args.host, iamport_port=args.iamport_port, gafapay_port=args.gafapay_port)
     )
     return 0
 
@@ -132,6 +149,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--gafapay-port", type=int, default=8002)
     demo.set_defaults(run=_demo)
 
+    sandbox = commands.add_parser(
+        "sandbox", help="serve only the two provider emulators, seeded like the demo"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--iamport-port", type=int, default=8001)
+    sandbox.add_argument("--gafapay-port", type=int, default=8002)
+    sandbox.set_defaults(run=_sandbox)
+
     openapi = commands.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
     openapi.set_defaults(run=_openapi)
@@ -163,16 +188,21 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
-    # httpx logs every request URL at INFO; those carry provider user ids.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Readable lines for the demo and the admin commands (`serve` switches to POINTS_LOG_FORMAT);
+    # every line is redacted (secrets, CR/LF) and httpx's per-URL lines are kept quiet.
+    configure_logging("console", "info")
     try:
         code: int = args.run(args)
-    except (ConfigurationError, ValidationError) as exc:
+    except ConfigurationError as exc:
         print(f"points-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        # Field and rule only: pydantic's own text quotes the rejected value, maybe a secret.
+        lines = [
+            f"  POINTS_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        print("points-gateway: configuration error:\n" + "\n".join(lines), file=sys.stderr)
         return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)

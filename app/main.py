@@ -14,6 +14,12 @@ from app import __version__
 from app.accounts.store import AccountStore
 from app.api import accounts, health, points, providers
 from app.gateway import build_gateway, open_cache, open_store, plan_gateway
+from app.observability import routes as observability_routes
+from app.observability.logging import configure_logging
+from app.observability.metrics import GatewayMetrics
+from app.observability.middleware import ObservabilityMiddleware
+from app.observability.shutdown import ShutdownState
+from app.observability.tracing import configure_tracing
 from app.openapi_doc import install_openapi
 from app.problems import install_problem_handlers
 from app.request_context import RequestIdMiddleware
@@ -36,6 +42,10 @@ def create_app(
 ) -> FastAPI:
     """Build the ASGI app; settings are checked here, so bad configuration fails before serving."""
     plan = plan_gateway(settings or get_settings(), store=store)
+    # Per app, never the process-global registry: tests build many apps in one process.
+    metrics = GatewayMetrics()
+    shutdown = ShutdownState()
+    configure_tracing()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +56,7 @@ def create_app(
         try:
             yield
         finally:
+            shutdown.begin()  # readiness fails from here on (serve marks it at the signal)
             await gateway.aclose()
 
     app = FastAPI(
@@ -55,6 +66,8 @@ def create_app(
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
+    app.state.metrics = metrics
+    app.state.shutdown = shutdown
     limits = plan.settings.limits
     if limits.cors_origins:
         app.add_middleware(
@@ -75,15 +88,25 @@ def create_app(
     app.add_middleware(
         Hardening, max_body=limits.max_body_bytes, max_headers=limits.max_header_bytes
     )
+    # Outside shedding and the caps, so their refusals are logged and counted too.
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     # Added last, so it runs first: even a shed request gets its X-Request-ID.
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
-    for router in (points.router, accounts.router, providers.router, health.router):
+    for router in (
+        points.router,
+        accounts.router,
+        providers.router,
+        health.router,
+        observability_routes.router,
+    ):
         app.include_router(router)
     install_openapi(app)
     return app
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for `uvicorn --factory` (each worker reads the environment)."""
-    return create_app()
+    """Factory for `uvicorn --factory` (each worker reads the environment, logging included)."""
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -143,12 +143,28 @@ class Settings(BaseSettings):
     sandbox: bool = False
     outbound: OutboundSettings = OutboundSettings()
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="`serve` log lines: JSON (one object a line) or console text."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="When set, /metrics needs `Authorization: Bearer <token>`."
+    )
+    shutdown_grace: int = Field(
+        default=20, ge=1, le=3600, description="Seconds in-flight requests get after SIGTERM."
+    )
 
     @field_validator("enabled_providers", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the metrics token must be at least 16 characters")
         return value
 
     def database_url_value(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated
 
@@ -43,6 +44,11 @@ class LinkedAccountList(BaseModel):
 
 def _parse_account(gateway: Gateway, provider: str, fields: dict[str, object]) -> BaseModel:
     plugin, _ = gateway.registry.require(provider)
+    try:
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON can carry lone surrogates (\ud800) that no provider could be sent.
+        raise InvalidRequest("The body holds text that is not valid Unicode.") from None
     try:
         return plugin.account_model.model_validate(fields)
     except ValidationError as exc:

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from app.errors import GatewayError, InternalError, ProviderError, ProviderRejected, UpstreamTimeout
+from app.errors import (
+    GatewayError,
+    InternalError,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+    UpstreamTimeout,
+)
+from app.observability import events
 from app.points.models import Balance
 from app.problems import problem_from
 from app.providers.base import CallContext, ProviderBalance
@@ -58,6 +66,7 @@ class _Guard:
     breaker: CircuitBreaker
     bulkhead: Bulkhead
     budget: RetryBudget
+    state: str = "closed"  # the breaker state last reported (logs, metrics)
 
 
 class BalanceFetcher:
@@ -125,18 +134,24 @@ class BalanceFetcher:
             and not fresh
             and age < self._cache_settings.ttl_for(provider)
         ):
+            events.cache_served(provider, stale=False, age=age)
             return _ok_entry(provider, cached, cached=True, stale=False)
+        events.cache_missed(provider)
+        cache = "refresh" if fresh else "miss"
         try:
             async with asyncio.timeout(max(budget, 0)):
                 # Keyed by generation: after a re-link nobody joins a fetch for the old account.
                 generation = self._generations.get(key, 0)
                 balance = await self._flights.do(
                     f"{key}#{generation}",
-                    lambda: self._fetch_and_cache(key, generation, provider, account, call, budget),
+                    lambda: self._fetch_and_cache(
+                        key, generation, provider, account, call, budget, cache
+                    ),
                 )
         except (TimeoutError, ProviderError) as exc:
             error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
             if cached and age is not None and self._stale_allowed(provider, age, error):
+                events.cache_served(provider, stale=True, age=age)
                 return _ok_entry(provider, cached, cached=True, stale=True)
             return error_entry(provider, error)
         except Exception:
@@ -155,6 +170,7 @@ class BalanceFetcher:
         stale = age >= self._cache_settings.ttl_for(provider)
         if stale and age >= self._keep_for(provider):
             return None
+        events.cache_served(provider, stale=stale, age=age)
         return _ok_entry(provider, cached, cached=True, stale=stale)
 
     async def one_shot(
@@ -163,7 +179,7 @@ class BalanceFetcher:
         """An entry for credentials the caller holds: guarded, but never cached or shared."""
         try:
             balance = await self._within(
-                provider, budget, self._guarded(provider, account, call, budget)
+                provider, budget, self._guarded(provider, account, call, budget, "none")
             )
         except TimeoutError:
             return error_entry(provider, _timeout(provider, budget))
@@ -200,11 +216,12 @@ class BalanceFetcher:
         account: BaseModel,
         call: CallContext,
         budget: float,
+        cache: events.CacheState,
     ) -> ProviderBalance:
         # The shared call lives as long as the caller that started it waits, so no upstream call
         # outlives every deadline; a later caller with more time left joins it as it is.
         balance = await self._within(
-            provider, budget, self._guarded(provider, account, call, budget)
+            provider, budget, self._guarded(provider, account, call, budget, cache)
         )
         if self._generations.get(key, 0) == generation:
             value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
@@ -222,20 +239,41 @@ class BalanceFetcher:
             # Only a provider that used its whole timeout is unwell; a caller's short deadline
             # says nothing about it.
             if budget >= adapter.timeout:
-                self._guards[provider].breaker.record_failure()
+                guard = self._guards[provider]
+                guard.breaker.record_failure()
+                _report_breaker(provider, guard)
             raise
 
     async def _guarded(
-        self, provider: str, account: BaseModel, call: CallContext, budget: float
+        self,
+        provider: str,
+        account: BaseModel,
+        call: CallContext,
+        budget: float,
+        cache: events.CacheState,
     ) -> ProviderBalance:
         adapter = self._registry.require(provider)[1]
         guard = self._guards[provider]
-        guard.breaker.before_call()
+        try:
+            guard.breaker.before_call()
+        except ProviderUnavailable:
+            events.upstream_skipped(provider, "circuit_open")
+            raise
+        finally:
+            _report_breaker(provider, guard)
         deadline_at = self._clock() + budget
+        attempts = 0
+
+        async def attempt() -> ProviderBalance:
+            nonlocal attempts
+            attempts += 1
+            async with events.upstream_attempt(provider, attempts, cache):
+                return await adapter.fetch_balance(account, call)
+
         try:
             with guard.bulkhead.slot():
                 balance = await call_with_retries(
-                    lambda: adapter.fetch_balance(account, call),
+                    attempt,
                     policy=self._retry,
                     budget=guard.budget,
                     deadline_at=deadline_at,
@@ -243,18 +281,31 @@ class BalanceFetcher:
                 )
         except ProviderRejected:
             guard.breaker.record_success()  # the provider answered: it is healthy
+            _report_breaker(provider, guard)
             raise
         except ProviderError as exc:
             if exc.code != "provider_unavailable":
                 guard.breaker.record_failure()
             else:
+                if not attempts:
+                    events.upstream_skipped(provider, "bulkhead_full")
                 guard.breaker.release_probe()
+            _report_breaker(provider, guard)
             raise
         except BaseException:
             guard.breaker.release_probe()
             raise
         guard.breaker.record_success()
+        _report_breaker(provider, guard)
         return balance
+
+
+def _report_breaker(provider: str, guard: _Guard) -> None:
+    """Log and count a breaker state change (compared with the state last reported)."""
+    state = guard.breaker.snapshot().state
+    if state != guard.state:
+        events.breaker_changed(provider, guard.state, state)
+        guard.state = state
 
 
 def _timeout(provider: str, budget: float) -> UpstreamTimeout:

@@ -18,6 +18,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from app.observability.events import note_upstream_status
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_RETRY_AFTER = 3600
@@ -39,6 +40,7 @@ async def exchange(
     """Send `request`; map transport failures to provider errors; refuse bodies over `max_bytes`."""
     try:
         response = await client.send(request, stream=True)
+        note_upstream_status(response.status_code)  # for the attempt's log line and span
         try:
             declared = response.headers.get("content-length", "")
             # A garbled Content-Length is ignored: the streamed count below still caps the body.

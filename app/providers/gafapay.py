@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Protocol
@@ -44,6 +45,16 @@ def same_id(a: str, b: str) -> bool:
     return a.lower().lstrip("0") == b.lower().lstrip("0")
 
 
+def _header_safe(value: SecretStr | None) -> SecretStr | None:
+    # The token travels in a header: printable ASCII only, or httpx could not send it.
+    if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,4096}", value.get_secret_value()):
+        raise ValueError("must be 1-4096 printable ASCII characters without spaces")
+    return value
+
+
+HeaderToken = Annotated[SecretStr, AfterValidator(_header_safe)]
+
+
 class GafapaySettings(BaseModel):
     """Gateway-wide GafaPay settings (POINTS_PROVIDERS__GAFAPAY__*)."""
 
@@ -51,7 +62,7 @@ class GafapaySettings(BaseModel):
 
     base_url: BaseUrl = "https://api.gafapay.com:8443"
     company_id: HexId
-    token: SecretStr
+    token: HeaderToken
     timeout: float = Field(default=3.0, gt=0, le=60)
 
 
@@ -62,7 +73,7 @@ class GafapayAccount(BaseModel):
 
     gafapay_user_id: HexId
     currency_id: HexId
-    token: SecretStr | None = None
+    token: HeaderToken | None = None
 
 
 class TokenSource(Protocol):

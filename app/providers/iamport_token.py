@@ -12,6 +12,7 @@ import httpx
 from pydantic import SecretStr
 
 from app.errors import UpstreamAuthFailed, UpstreamInvalidResponse
+from app.observability import events
 from app.providers.exchange import Reply, backoff_error, is_int, status_error
 from app.providers.iamport_envelope import parse_envelope
 
@@ -52,6 +53,7 @@ class IamportTokenManager:
         self._token: _Token | None = None
         self._refresh: asyncio.Task[_Token] | None = None
         self.refresh_count = 0
+        self._last_status: int | None = None
 
     async def token(self) -> str:
         """A token valid for at least the refresh margin (or freshly issued)."""
@@ -76,6 +78,21 @@ class IamportTokenManager:
 
     async def _fetch(self) -> _Token:
         self.refresh_count += 1
+        began = time.perf_counter()
+        error: BaseException | None = None
+        self._last_status = None
+        try:
+            return await self._get_token()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            # One log line and one count per getToken call (metrics: token refreshes).
+            events.token_refreshed(
+                self._provider, error, self._last_status, time.perf_counter() - began
+            )
+
+    async def _get_token(self) -> _Token:
         started = self._clock()
         request = self._client.build_request(
             "POST",
@@ -83,6 +100,7 @@ class IamportTokenManager:
             json={"imp_key": self._imp_key, "imp_secret": self._imp_secret.get_secret_value()},
         )
         reply = await self._send(request)
+        self._last_status = reply.status
         name = self._provider
         if reply.status == 401:
             # A refused key or secret is configuration, not a passing fault: never retried.

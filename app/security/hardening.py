@@ -22,10 +22,6 @@ class HeadersTooLarge(GatewayError):
     title = "The request headers are too large"
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 def _problem(error: GatewayError) -> tuple[int, bytes]:
     body = problem_from(error, instance=None, request_id=None).model_dump_json().encode()
     return error.status, body
@@ -57,30 +53,32 @@ class Hardening:
             return
         received = 0
         started = False
+        rejected = False
 
         async def capped_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self._max_body:
-                    raise _BodyTooLarge
+                if received > self._max_body and not started:
+                    # Answer 413 here: frameworks turn errors raised while reading into a 400.
+                    rejected = True
+                    await self._reject(
+                        send, PayloadTooLarge(f"Bodies are limited to {self._max_body} bytes.")
+                    )
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the app's own answer to the cut-off body is dropped
             if message["type"] == "http.response.start":
                 started = True
                 message["headers"] = [*message.get("headers", ()), _NOSNIFF]
             await send(message)
 
-        try:
-            await self.app(scope, capped_receive, send_with_headers)
-        except _BodyTooLarge:
-            if not started:
-                await self._reject(
-                    send, PayloadTooLarge(f"Bodies are limited to {self._max_body} bytes.")
-                )
+        await self.app(scope, capped_receive, send_with_headers)
 
     @staticmethod
     async def _reject(send: Send, error: GatewayError) -> None:

@@ -7,7 +7,7 @@ import re
 
 _SECRET_FIELDS = re.compile(
     r"(?i)(authorization|x-api-key|password|passwd|secret|token|imp_secret)"
-    r"(['\"]?\s*[:=]\s*['\"]?)([^\s'\",}]+)"
+    r"(['\"]?\s*[:=]\s*['\"]?)((?:bearer\s+|basic\s+|token\s+)?[^\s'\",}]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 

@@ -1,0 +1,1 @@
+"""Logs, metrics, traces and graceful shutdown: how an operator sees the gateway work."""

@@ -1,0 +1,157 @@
+"""What the hot paths report: one call per event, loggers built once, metrics when an app serves.
+
+The fetcher, the iamport token manager and the outbound exchange call these; each writes one log
+line (structlog, so the request id bound by the middleware comes along) and counts the event in
+the metrics of the app serving the request (`current_metrics()`; none outside a request).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from app.errors import GatewayError
+from app.observability import tracing
+from app.observability.logging import get_logger
+from app.observability.metrics import current_metrics
+
+upstream_log = get_logger("points_gateway.upstream")
+cache_log = get_logger("points_gateway.cache")
+breaker_log = get_logger("points_gateway.breaker")
+
+# A provider refusing the user's request is an answer, not trouble: logged at INFO like success.
+_QUIET_OUTCOMES = frozenset({"ok", "provider_rejected"})
+CacheState = str  # "miss" (not fresh in the cache), "refresh" (no-cache asked), "none" (one-shot)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    upstream_status: int | None = None
+
+
+# The attempt in progress in this task, so the outbound exchange can note the HTTP status it got.
+_attempt: ContextVar[_Attempt | None] = ContextVar("points_upstream_attempt", default=None)
+
+
+def note_upstream_status(status: int) -> None:
+    """The provider answered with `status` (called by the outbound exchange; cheap)."""
+    attempt = _attempt.get()
+    if attempt is not None:
+        attempt.upstream_status = status
+
+
+def _outcome(exc: BaseException | None) -> str:
+    """The outcome label: ok, a gateway error's problem code, internal_error, or cancelled."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, GatewayError):
+        return exc.code
+    return "internal_error" if isinstance(exc, Exception) else "cancelled"
+
+
+@asynccontextmanager
+async def upstream_attempt(provider: str, number: int, cache: CacheState) -> AsyncIterator[None]:
+    """Around one provider call attempt: a log line, metrics and a client span."""
+    attempt = _Attempt()
+    token = _attempt.set(attempt)
+    started = time.perf_counter()
+    error: BaseException | None = None
+    with tracing.client_span(
+        f"{provider} fetch_balance", {"points.provider": provider, "points.attempt": number}
+    ) as span:
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _attempt.reset(token)
+            duration = time.perf_counter() - started
+            outcome = _outcome(error)
+            status = attempt.upstream_status
+            if isinstance(error, GatewayError) and error.upstream_status is not None:
+                status = error.upstream_status
+            tracing.finish_span(
+                span,
+                {"points.outcome": outcome, "http.response.status_code": status},
+                error=None if error is None else outcome,
+            )
+            upstream_log.log(
+                logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING,
+                "upstream_call",
+                provider=provider,
+                attempt=number,
+                outcome=outcome,
+                upstream_status=status,
+                duration_ms=round(duration * 1000, 3),
+                cache=cache,
+            )
+            metrics = current_metrics()
+            if metrics is not None:
+                metrics.upstream_calls.labels(provider, outcome).inc()
+                metrics.upstream_duration.labels(provider).observe(duration)
+
+
+def upstream_skipped(provider: str, reason: str) -> None:
+    """No call was made: `circuit_open` or `bulkhead_full`."""
+    upstream_log.info("upstream_skipped", provider=provider, reason=reason)
+    metrics = current_metrics()
+    if metrics is not None:
+        metrics.upstream_skipped.labels(provider, reason).inc()
+
+
+def cache_served(provider: str, *, stale: bool, age: float) -> None:
+    """A balance was answered from the cache (fresh, or stale because the provider failed)."""
+    cache_log.info(
+        "balance_from_cache",
+        provider=provider,
+        cache="stale" if stale else "hit",
+        age_s=round(age, 3),
+    )
+    metrics = current_metrics()
+    if metrics is not None:
+        (metrics.cache_stale if stale else metrics.cache_hits).labels(provider).inc()
+
+
+def cache_missed(provider: str) -> None:
+    """The cache had no fresh balance (or the caller asked for a fresh one)."""
+    metrics = current_metrics()
+    if metrics is not None:
+        metrics.cache_misses.labels(provider).inc()
+
+
+def breaker_changed(provider: str, old: str, new: str) -> None:
+    """A circuit breaker changed state."""
+    breaker_log.log(
+        logging.WARNING if new == "open" else logging.INFO,
+        "circuit_breaker",
+        provider=provider,
+        previous=old,
+        state=new,
+    )
+    metrics = current_metrics()
+    if metrics is not None:
+        metrics.breaker_transitions.labels(provider, new).inc()
+        metrics.set_breaker_state(provider, new)
+
+
+def token_refreshed(
+    provider: str, error: BaseException | None, upstream_status: int | None, duration: float
+) -> None:
+    """An iamport getToken call ended (`upstream_status`: the HTTP status, if one came)."""
+    outcome = _outcome(error)
+    upstream_log.log(
+        logging.INFO if error is None else logging.WARNING,
+        "iamport_get_token",
+        provider=provider,
+        outcome=outcome,
+        upstream_status=upstream_status,
+        duration_ms=round(duration * 1000, 3),
+    )
+    metrics = current_metrics()
+    if metrics is not None:
+        metrics.token_refreshes.labels(provider, outcome).inc()

@@ -1,0 +1,35 @@
+"""The /metrics route (kept out of the OpenAPI document)."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import GatewayDep
+from app.errors import Unauthorized
+from app.observability.metrics import metrics_of
+
+router = APIRouter()
+
+
+def _authorized(request: Request, expected: str) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+
+
+@router.get("/metrics", include_in_schema=False)
+async def get_metrics(request: Request, gateway: GatewayDep) -> Response:
+    """Prometheus text format; needs `Authorization: Bearer <POINTS_METRICS_TOKEN>` when set."""
+    token = gateway.settings.metrics_token
+    if token is not None and not _authorized(request, token.get_secret_value()):
+        raise Unauthorized("/metrics needs Authorization: Bearer <the metrics token>.")
+    metrics = metrics_of(request)
+    fetcher = gateway.aggregator.fetcher
+    for name in gateway.registry.names():
+        metrics.set_breaker_state(name, fetcher.breaker(name).snapshot().state)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

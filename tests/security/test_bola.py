@@ -1,0 +1,185 @@
+"""Object-level authorization on every user-scoped route.
+
+A user token acts only on its own id; a service (API key or service JWT) acts on any id with the
+route's scope. A refused request never reaches a provider and never changes the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from app.main import create_app
+from tests.conftest import make_store
+from tests.security.conftest import (
+    ALICE_BENEPIA,
+    ALL_SCOPES,
+    Served,
+    ServeGateway,
+    api_key,
+    assert_problem,
+    assert_unauthorized,
+    bearer,
+    claims_for,
+    hs256,
+    key_with,
+    key_without,
+    mock_providers,
+    secure_settings,
+    service_token,
+    store_snapshot,
+    user_token,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    scope: str
+    body: dict[str, str] | None
+    ok: frozenset[int]
+
+    def path(self, user: str) -> str:
+        return self.template.format(user=user)
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+ROUTES = [
+    Route("GET", "/users/{user}/points", "points:read", None, frozenset({200})),
+    Route("GET", "/users/{user}/points/benepia", "points:read", None, frozenset({200})),
+    Route("POST", "/users/{user}/points/benepia", "points:read", ALICE_BENEPIA, frozenset({200})),
+    Route("GET", "/users/{user}/accounts", "accounts:read", None, frozenset({200})),
+    Route(
+        "PUT", "/users/{user}/accounts/benepia", "accounts:write", ALICE_BENEPIA, frozenset({200})
+    ),
+    Route("DELETE", "/users/{user}/accounts/benepia", "accounts:write", None, frozenset({204})),
+]
+by_route = pytest.mark.parametrize("route", ROUTES, ids=[r.id for r in ROUTES])
+
+
+async def call(gw: Served, route: Route, user: str, headers: dict[str, str]) -> httpx.Response:
+    return await gw.client.request(route.method, route.path(user), json=route.body, headers=headers)
+
+
+async def assert_refused(
+    gw: Served, route: Route, user: str, headers: dict[str, str], status: int, code: str
+) -> dict[str, object]:
+    """The request is refused, no provider is called, and the store is unchanged."""
+    before = await store_snapshot(gw.store)
+    response = await call(gw, route, user, headers)
+    body = assert_problem(response, status, code)
+    assert gw.upstream.calls.call_count == 0
+    assert await store_snapshot(gw.store) == before
+    return body
+
+
+def test_every_user_scoped_route_is_covered() -> None:
+    app = create_app(secure_settings(), store=make_store())
+    user_routes = {
+        (method.upper(), path.replace("{provider}", "benepia"))
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith("/users/{user_id}")
+        for method in operations
+    }
+    covered = {(r.method, r.template.replace("{user}", "{user_id}")) for r in ROUTES}
+    assert user_routes == covered
+
+
+@by_route
+async def test_user_token_on_own_id_passes(serve_gateway: ServeGateway, route: Route) -> None:
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        response = await call(gw, route, "alice", bearer(user_token("alice")))
+    assert response.status_code in route.ok, response.text
+
+
+@by_route
+@pytest.mark.parametrize("victim", ["bob", "mallory"])
+async def test_user_token_on_another_id_is_forbidden(
+    serve_gateway: ServeGateway, route: Route, victim: str
+) -> None:
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        body = await assert_refused(
+            gw, route, victim, bearer(user_token("alice")), 403, "forbidden"
+        )
+    # Said the same way whether or not the other user exists: no enumeration.
+    assert body["detail"] == "This token may only act on its own user."
+
+
+@by_route
+async def test_service_key_without_the_scope_is_forbidden(
+    serve_gateway: ServeGateway, route: Route
+) -> None:
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        for user in ("alice", "bob"):
+            await assert_refused(
+                gw, route, user, api_key(key_without(route.scope)), 403, "forbidden"
+            )
+
+
+@by_route
+@pytest.mark.parametrize("user", ["alice", "bob"])
+async def test_service_key_with_the_scope_acts_for_any_user(
+    serve_gateway: ServeGateway, route: Route, user: str
+) -> None:
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        response = await call(gw, route, user, api_key(key_with(route.scope)))
+    assert response.status_code in route.ok, response.text
+
+
+@by_route
+async def test_missing_credentials_is_401_with_a_challenge(
+    serve_gateway: ServeGateway, route: Route
+) -> None:
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        before = await store_snapshot(gw.store)
+        response = await call(gw, route, "alice", {})
+        assert_unauthorized(response)
+        assert gw.upstream.calls.call_count == 0
+        assert await store_snapshot(gw.store) == before
+
+
+@by_route
+@pytest.mark.parametrize("user", ["alice", "bob"])
+async def test_service_jwt_reads_points_of_anyone_but_cannot_touch_accounts(
+    serve_gateway: ServeGateway, route: Route, user: str
+) -> None:
+    token = service_token("billing-svc", scope="points:read")
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        if route.scope == "points:read":
+            response = await call(gw, route, user, bearer(token))
+            assert response.status_code in route.ok, response.text
+        else:
+            await assert_refused(gw, route, user, bearer(token), 403, "forbidden")
+
+
+@by_route
+async def test_service_claim_must_be_boolean_true(
+    serve_gateway: ServeGateway, route: Route
+) -> None:
+    """`"gateway_service": "true"` (a string) is an ordinary user token: its own id only."""
+    token = hs256(claims_for("alice", gateway_service="true", scope=" ".join(ALL_SCOPES)))
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        await assert_refused(gw, route, "bob", bearer(token), 403, "forbidden")
+
+
+async def test_service_jwt_scopes_outside_the_known_set_are_ignored(
+    serve_gateway: ServeGateway,
+) -> None:
+    token = service_token("svc", scope="points:write admin accounts:*")
+    route = ROUTES[0]
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        await assert_refused(gw, route, "bob", bearer(token), 403, "forbidden")
