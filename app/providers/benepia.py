@@ -23,6 +23,7 @@ from app.providers.exchange import (
     exchange,
     is_int,
     points_value,
+    require_json,
     status_error,
 )
 from app.providers.iamport_envelope import parse_envelope
@@ -144,6 +145,7 @@ class BenepiaProvider:
     def _balance(self, reply: Reply) -> ProviderBalance:
         if (error := backoff_error(reply, provider=NAME)) is not None:
             raise error
+        require_json(reply, provider=NAME)
         envelope = parse_envelope(reply.body)
         if reply.status == 200:
             if envelope is None:

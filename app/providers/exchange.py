@@ -66,6 +66,20 @@ async def exchange(
     return Reply(response.status_code, response.headers, bytes(body))
 
 
+def require_json(reply: Reply, *, provider: str) -> None:
+    """A 200 that names a content type must name JSON (a missing header is let through)."""
+    declared = reply.headers.get("content-type")
+    if reply.status != 200 or declared is None:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media not in ("application/json", "text/json") and not media.endswith("+json"):
+        raise UpstreamInvalidResponse(
+            f"{provider} answered 200 with content type {upstream_text(media, limit=60)!r}",
+            provider=provider,
+            upstream_status=200,
+        )
+
+
 def _too_large(provider: str, status: int, max_bytes: int) -> UpstreamInvalidResponse:
     return UpstreamInvalidResponse(
         f"{provider} sent a body larger than {max_bytes} bytes",

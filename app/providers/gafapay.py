@@ -19,6 +19,7 @@ from app.providers.exchange import (
     is_int,
     parse_json,
     points_value,
+    require_json,
     status_error,
     upstream_text,
 )
@@ -144,6 +145,7 @@ class GafapayProvider:
             )
         if (error := backoff_error(reply, provider=NAME)) is not None:
             raise error
+        require_json(reply, provider=NAME)
         data = parse_json(reply.body)
         body = data if isinstance(data, dict) else None
         success = body.get("success") if body is not None else None

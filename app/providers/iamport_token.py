@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from app.errors import UpstreamAuthFailed, UpstreamInvalidResponse
 from app.observability import events
-from app.providers.exchange import Reply, backoff_error, is_int, status_error
+from app.providers.exchange import Reply, backoff_error, is_int, require_json, status_error
 from app.providers.iamport_envelope import parse_envelope
 
 MAX_TOKEN_LIFETIME = 24 * 3600
@@ -111,6 +111,7 @@ class IamportTokenManager:
             )
         if (error := backoff_error(reply, provider=name)) is not None:
             raise error
+        require_json(reply, provider=name)
         envelope = parse_envelope(reply.body)
         if reply.status != 200:
             detail = envelope.message if envelope else None
