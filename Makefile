@@ -38,3 +38,9 @@ openapi: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Load benchmark (issue 8), minutes long; not part of `make test`. QUICK=1 for a 3 s-per-run pass.
+.PHONY: bench
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)

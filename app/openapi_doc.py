@@ -8,16 +8,63 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+import app.security.hardening  # noqa: F401  (its 413/431 errors belong to the code enum)
+from app.api.docs import PROBLEM_DESCRIPTIONS, account_schemas
+from app.errors import GatewayError
 from app.problems import PROBLEM_MEDIA_TYPE
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+# Paths the load shedder never refuses (app/resilience/shedding.py).
+_NEVER_SHED = ("/healthz", "/readyz")
+
+
+_PROBLEM_SCHEMAS = ("#/components/schemas/Problem", "#/components/schemas/PointsProblem")
 
 
 def _problem_content(schema: dict[str, Any]) -> dict[str, Any]:
+    # Only problem bodies: /readyz's 503 is its Readiness report, served as application/json.
     content = schema.get("content", {})
-    if "application/json" in content:
+    json_body = content.get("application/json", {})
+    if json_body.get("schema", {}).get("$ref") in _PROBLEM_SCHEMAS:
         content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
     return schema
+
+
+def problem_codes() -> list[str]:
+    """Every problem `code` the gateway can answer with, sorted."""
+    codes: set[str] = set()
+    pending: list[type[GatewayError]] = [GatewayError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__.startswith("app."):
+            codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    return sorted(codes)
+
+
+def _common_problems(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    # Answers of the middleware in front of every route: header/body caps, shedding, bugs.
+    statuses = [431, 500]
+    if "requestBody" in operation:
+        statuses.append(413)
+    if path not in _NEVER_SHED:
+        statuses.append(503)
+    return {
+        str(status): {
+            "description": PROBLEM_DESCRIPTIONS[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": dict(_PROBLEM_REF)}},
+        }
+        for status in statuses
+    }
+
+
+def _only_one_of(operation: dict[str, Any]) -> None:
+    # An account body is exactly one of the providers' schemas: drop FastAPI's generic dict.
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        schema = media.get("schema", {})
+        if "oneOf" in schema:
+            media["schema"] = {"oneOf": schema["oneOf"]}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -28,14 +75,22 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
-    for path_item in doc.get("paths", {}).values():
+    for path, path_item in doc.get("paths", {}).items():
         for operation in path_item.values():
-            for status, response in operation.get("responses", {}).items():
+            _only_one_of(operation)
+            responses = operation.setdefault("responses", {})
+            for status, response in _common_problems(path, operation).items():
+                responses.setdefault(status, response)
+            for status, response in responses.items():
                 if status[0] in "45":
                     _problem_content(response)
-    schemas = doc.get("components", {}).get("schemas", {})
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
+    schemas.update(account_schemas())
+    codes = problem_codes()
+    for name in ("Problem", "PointsProblem"):
+        schemas[name]["properties"]["code"]["enum"] = codes
     return doc
 
 

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.errors import GatewayError, InternalError, InvalidRequest, MethodNotAllowed, NotFound
 from app.request_context import request_id_of
@@ -117,6 +118,23 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(problem_from(error, instance=instance_of(request), request_id=rid))
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette's Allow names only the first route matching the path; list every one's methods.
+    allowed: set[str] = set()
+    pending: list[Any] = list(request.app.router.routes)
+    while pending:
+        route = pending.pop()
+        # An included router (FastAPI wraps it; the routers here are included without a prefix).
+        nested = getattr(route, "routes", None)
+        if nested is None and hasattr(route, "original_router"):
+            nested = route.original_router.routes
+        if nested is not None:
+            pending.extend(nested)
+        elif route.matches(request.scope)[0] != Match.NONE:
+            allowed |= set(getattr(route, "methods", None) or ())
+    return sorted(allowed)
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     error: GatewayError
@@ -128,6 +146,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = InvalidRequest(str(exc.detail))
     rid = request_id_of(request.scope)
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
     return problem_response(
         problem_from(error, instance=instance_of(request), request_id=rid), headers=headers
     )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import CallDep, GatewayDep, OptionsDep
-from app.api.docs import problems
+from app.api.docs import points_examples, problem_examples, problems
 from app.api.params import PERSONAL, ProviderName, UserId
 from app.api.security_deps import READ_POINTS
 from app.errors import InvalidRequest
@@ -45,7 +45,11 @@ def _parse_filter(raw: str | None) -> list[str] | None:
     response_model=PointsAnswer,
     dependencies=[READ_POINTS],
     responses={
-        **problems(401, 403, 404, 422, 429, 500),
+        200: {
+            "description": "At least one program answered (or none is linked).",
+            "content": {"application/json": {"examples": points_examples()}},
+        },
+        **problems(401, 403, 404, 409, 422, 429, 500),
         **problems(502, 503, 504, model=PointsProblem),
     },
 )
@@ -80,7 +84,19 @@ async def get_user_points(
     summary="One program's balance of a user",
     response_model=Balance,
     dependencies=[READ_POINTS],
-    responses=problems(401, 403, 404, 422, 429, 500, 502, 503, 504),
+    responses=problems(
+        401,
+        403,
+        404,
+        409,
+        422,
+        429,
+        500,
+        502,
+        503,
+        504,
+        examples={504: problem_examples("/users/alice/points/gafapay")},
+    ),
 )
 async def get_user_provider_points(
     user_id: UserId,

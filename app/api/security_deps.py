@@ -12,7 +12,9 @@ from app.security.policy import authorize
 from app.security.principal import Principal
 
 # auto_error off: missing credentials become our own 401 problem, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="A JWT: `sub` is the user id.")
+_bearer = HTTPBearer(
+    auto_error=False, bearerFormat="JWT", description="A JWT: `sub` is the user id."
+)
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A service API key.")
 
 

@@ -8,7 +8,7 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from app.errors import RateLimited
 
@@ -35,7 +35,7 @@ class RateLimitExceeded(RateLimited):
 
 
 class RateLimiter:
-    """A moving-window limit per key; if the shared store fails, requests pass (logged once)."""
+    """A sliding-window limit per key; if the shared store fails, requests pass (logged once)."""
 
     def __init__(self, limit: str, *, redis_url: str | None = None) -> None:
         self._item: RateLimitItem = parse(limit)
@@ -46,7 +46,8 @@ class RateLimiter:
             if redis_url
             else MemoryStorage()
         )
-        self._limiter = MovingWindowRateLimiter(self._storage)
+        # Sliding-window counter: O(1) per request (a moving window keeps every timestamp).
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._last_logged = 0.0
 
     async def check(self, key: str) -> None:

@@ -1,0 +1,1 @@
+"""Load benchmark harness (issue 8): `make bench` runs `python -m bench.run`."""
