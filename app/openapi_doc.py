@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-import app.security.hardening  # noqa: F401  (its 413/431 errors belong to the code enum)
+import app.security.hardening  # noqa: F401  (its 413/431 errors belong to the known codes)
 from app.api.docs import PROBLEM_DESCRIPTIONS, account_schemas
 from app.errors import GatewayError
 from app.problems import PROBLEM_MEDIA_TYPE
@@ -90,7 +90,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas.update(account_schemas())
     codes = problem_codes()
     for name in ("Problem", "PointsProblem"):
-        schemas[name]["properties"]["code"]["enum"] = codes
+        # Listed, not an `enum`: new codes are an additive change, and a generated client must
+        # not fail on one it does not know yet (it falls back on the HTTP status).
+        code = schemas[name]["properties"]["code"]
+        code["examples"] = codes
+        code["description"] = (
+            "Stable machine-readable error code; branch on this. Known codes: "
+            + ", ".join(codes)
+            + ". The set may grow within a major version: treat an unknown code by its status."
+        )
     return doc
 
 

@@ -107,8 +107,8 @@ type Problem = components["schemas"]["Problem"];
 
 // Points are decimal strings (or null), never numbers.
 export const first = (a: PointsAnswer): number => a.balances[0].points;
-// Codes are a closed set: a misspelt one can never match.
-export const known = (p: Problem): boolean => p.code === "unknown_providr";
+// A problem's status is a number: comparing it with a string can never match.
+export const known = (p: Problem): boolean => p.status === "404";
 """
 
 
@@ -140,7 +140,7 @@ def test_tsc_rejects_a_frontend_that_misreads_the_schema(ts_project: Path) -> No
     code, out = tsc(ts_project, "wrong.ts")
 
     assert code != 0, out
-    # string | null is not a number; "unknown_providr" overlaps no code.
+    # string | null is not a number; a number status never equals a string.
     assert "wrong.ts(7," in out
     assert "error TS2322" in out
     assert "wrong.ts(9," in out
