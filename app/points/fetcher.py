@@ -155,10 +155,7 @@ class BalanceFetcher:
                 return _ok_entry(provider, cached, cached=True, stale=True)
             return error_entry(provider, error)
         except Exception:
-            log.exception("provider %s failed unexpectedly", provider)
-            return error_entry(
-                provider, InternalError("The gateway failed while asking this provider.")
-            )
+            return _unexpected(provider)
         return _ok_entry(provider, balance, cached=False, stale=False)
 
     async def cached_balance(self, user_id: str, provider: str) -> Balance | None:
@@ -186,10 +183,7 @@ class BalanceFetcher:
         except ProviderError as exc:
             return error_entry(provider, exc)
         except Exception:
-            log.exception("provider %s failed unexpectedly", provider)
-            return error_entry(
-                provider, InternalError("The gateway failed while asking this provider.")
-            )
+            return _unexpected(provider)
         return _ok_entry(provider, balance, cached=False, stale=False)
 
     async def forget(self, user_id: str, provider: str) -> None:
@@ -306,6 +300,11 @@ def _report_breaker(provider: str, guard: _Guard) -> None:
     if state != guard.state:
         events.breaker_changed(provider, guard.state, state)
         guard.state = state
+
+
+def _unexpected(provider: str) -> Balance:
+    log.exception("provider %s failed unexpectedly", provider)
+    return error_entry(provider, InternalError("The gateway failed while asking this provider."))
 
 
 def _timeout(provider: str, budget: float) -> UpstreamTimeout:
