@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -15,14 +16,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO, Any, NoReturn
 
+import httpx
 import pytest
+import respx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
-from tests.conftest import require_services
+from tests.conftest import (
+    BENEPIA_URL,
+    GAFAPAY_URL,
+    TOKEN_URL,
+    benepia_ok,
+    gafapay_ok,
+    make_settings,
+    require_services,
+    token_ok,
+)
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 # What RedisBalanceCache.from_url sets: a slow Redis must not hold a request.
@@ -31,6 +43,38 @@ PRIVATE_START_TIMEOUT = 10.0
 PRIVATE_STOP_TIMEOUT = 5.0
 
 RedisCacheFactory = Callable[..., Awaitable[RedisBalanceCache]]
+
+
+# --- upstream mocks and settings shared by the API-level resilience tests ----------------------
+
+
+def mock_upstreams(
+    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
+) -> tuple[respx.Route, respx.Route, respx.Route]:
+    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
+    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
+    point = upstream.post(BENEPIA_URL)
+    gafa = upstream.get(GAFAPAY_URL)
+    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
+        if effect is None:
+            route.mock(return_value=default)
+        elif isinstance(effect, httpx.Response):
+            route.mock(return_value=effect)
+        else:
+            route.mock(side_effect=effect)
+    return tokens, point, gafa
+
+
+def bob_ok() -> httpx.Response:
+    """Bob's GafaPay balance: 7 points."""
+    return gafapay_ok("7", user_id="0b0b")
+
+
+def gafapay_timeout_providers(gafapay_timeout: float) -> dict[str, Any]:
+    """The test providers settings with GafaPay's timeout replaced."""
+    providers: dict[str, Any] = copy.deepcopy(make_settings().providers)
+    providers["gafapay"]["timeout"] = gafapay_timeout
+    return providers
 
 
 def _unavailable(reason: str) -> NoReturn:

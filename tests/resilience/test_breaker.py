@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,17 +14,12 @@ from app.errors import ProviderUnavailable
 from app.resilience.breaker import BreakerPolicy, CircuitBreaker
 from app.settings import Settings
 from tests.conftest import (
-    BENEPIA_URL,
-    GAFAPAY_URL,
     PROBLEM,
-    TOKEN_URL,
     AppFactory,
-    benepia_ok,
-    gafapay_ok,
     make_settings,
     serve_in_process,
-    token_ok,
 )
+from tests.resilience.conftest import bob_ok, gafapay_timeout_providers, mock_upstreams
 
 BOB_GAFAPAY = "/users/bob/points/gafapay"
 CAROL_BENEPIA = "/users/carol/points/benepia"
@@ -47,30 +41,7 @@ def settings(
     policy = {**BREAKING, **(resilience or {})}
     if gafapay_timeout is None:
         return make_settings(resilience=policy)
-    providers = copy.deepcopy(make_settings().providers)
-    providers["gafapay"]["timeout"] = gafapay_timeout
-    return make_settings(resilience=policy, providers=providers)
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
-
-
-def bob_ok() -> httpx.Response:
-    return gafapay_ok("7", user_id="0b0b")
+    return make_settings(resilience=policy, providers=gafapay_timeout_providers(gafapay_timeout))
 
 
 def failed() -> httpx.Response:

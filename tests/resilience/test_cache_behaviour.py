@@ -23,22 +23,19 @@ from app.settings import Settings
 from tests.conftest import (
     ALICE_GAFAPAY,
     BENEPIA_PASSWORD,
-    BENEPIA_URL,
     CURRENCY,
     GAFAPAY,
-    GAFAPAY_URL,
     IAMPORT,
     PROBLEM,
     SECRETS,
     TEST_ACCOUNTS,
-    TOKEN_URL,
     AppFactory,
     benepia_ok,
     gafapay_ok,
     make_settings,
     serve_in_process,
-    token_ok,
 )
+from tests.resilience.conftest import mock_upstreams
 
 ALICE = "/users/alice/points"
 ALICE_GAFAPAY_ROUTE = "/users/alice/points/gafapay"
@@ -50,23 +47,6 @@ def cached_settings(ttl: float = 30, stale_if_error: float = 600, **overrides: o
     """Settings with the cache on (retries and breaker stay off unless overridden)."""
     cache = {"ttl": ttl, "stale_if_error": stale_if_error}
     return make_settings(IAMPORT, GAFAPAY, cache=cache, **overrides)
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
 
 
 def balances(r: httpx.Response, *, complete: bool = True) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import Any
 
 import httpx
@@ -13,20 +12,17 @@ import respx
 from app.settings import Settings
 from tests.conftest import (
     ALICE_GAFAPAY,
-    BENEPIA_URL,
     CURRENCY,
     GAFAPAY,
-    GAFAPAY_URL,
     IAMPORT,
     PROBLEM,
-    TOKEN_URL,
     AppFactory,
     benepia_ok,
     gafapay_ok,
     make_settings,
     serve_in_process,
-    token_ok,
 )
+from tests.resilience.conftest import gafapay_timeout_providers, mock_upstreams
 
 ALICE = "/users/alice/points"
 ALICE_GAFAPAY_ROUTE = "/users/alice/points/gafapay"
@@ -47,27 +43,8 @@ def settings(*, gafapay_timeout: float | None = None, **overrides: object) -> Se
     """Test settings with retries on (and GafaPay's timeout replaced if given)."""
     values: dict[str, object] = {"resilience": RETRYING, **overrides}
     if gafapay_timeout is not None:
-        providers = copy.deepcopy(make_settings().providers)
-        providers["gafapay"]["timeout"] = gafapay_timeout
-        values["providers"] = providers
+        values["providers"] = gafapay_timeout_providers(gafapay_timeout)
     return make_settings(IAMPORT, GAFAPAY, **values)
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
 
 
 class SlowGafapay:

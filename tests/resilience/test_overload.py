@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
 import pytest
@@ -13,18 +12,14 @@ from app.errors import ProviderUnavailable
 from app.resilience.bulkhead import Bulkhead
 from tests.conftest import (
     ALICE_GAFAPAY,
-    BENEPIA_URL,
     CURRENCY,
-    GAFAPAY_URL,
     PROBLEM,
-    TOKEN_URL,
     AppFactory,
-    benepia_ok,
     gafapay_ok,
     make_settings,
     serve_in_process,
-    token_ok,
 )
+from tests.resilience.conftest import mock_upstreams
 
 ALICE_GAFAPAY_ACCOUNT = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY}
 ALICE_GAFAPAY_ROUTE = "/users/alice/points/gafapay"
@@ -46,23 +41,6 @@ class HeldUpstream:
             self.arrived.set()
         await asyncio.wait_for(self.release.wait(), 5)
         return gafapay_ok(user_id=request.url.params["user_id"])
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
 
 
 # --- the per-provider bulkhead ---------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import math
 import time
 from typing import Any
@@ -26,17 +25,13 @@ from app.resilience.retry import is_retryable
 from app.resilience.retry_budget import RetryBudget
 from app.settings import Settings
 from tests.conftest import (
-    BENEPIA_URL,
-    GAFAPAY_URL,
     PROBLEM,
-    TOKEN_URL,
     AppFactory,
     benepia_ok,
-    gafapay_ok,
     make_settings,
     serve_in_process,
-    token_ok,
 )
+from tests.resilience.conftest import bob_ok, gafapay_timeout_providers, mock_upstreams
 
 BOB_GAFAPAY = "/users/bob/points/gafapay"
 CAROL_BENEPIA = "/users/carol/points/benepia"
@@ -60,30 +55,7 @@ def settings(
     policy = {**RETRYING, **(resilience or {})}
     if gafapay_timeout is None:
         return make_settings(resilience=policy)
-    providers = copy.deepcopy(make_settings().providers)
-    providers["gafapay"]["timeout"] = gafapay_timeout
-    return make_settings(resilience=policy, providers=providers)
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
-
-
-def bob_ok() -> httpx.Response:
-    return gafapay_ok("7", user_id="0b0b")
+    return make_settings(resilience=policy, providers=gafapay_timeout_providers(gafapay_timeout))
 
 
 def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
