@@ -6,15 +6,19 @@ import enum
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import httpx
 import pytest
 import respx
 from fastapi import FastAPI
 
+import app.points.fetcher
+import app.problems
 from app.accounts.memory_store import MemoryAccountStore, load_accounts
+from app.errors import GatewayError
 from app.main import create_app
+from app.problems import Problem
 from app.providers.registry import BUILTIN_PLUGINS
 from app.settings import Settings
 
@@ -198,3 +202,35 @@ def assert_upstream_problem(
         assert "retry-after" not in response.headers
         assert "retry_after" not in body
     return body
+
+
+def mock_upstreams(
+    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
+) -> tuple[respx.Route, respx.Route, respx.Route]:
+    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
+    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
+    point = upstream.post(BENEPIA_URL)
+    gafa = upstream.get(GAFAPAY_URL)
+    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
+        if effect is None:
+            route.mock(return_value=default)
+        elif isinstance(effect, httpx.Response):
+            route.mock(return_value=effect)
+        else:
+            route.mock(side_effect=effect)
+    return tokens, point, gafa
+
+
+@pytest.fixture
+def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
+    """Every GatewayError the app renders as a problem (handlers and aggregated entries)."""
+    seen: list[GatewayError] = []
+    original = app.problems.problem_from
+
+    def spy(error: GatewayError, *, instance: str | None, request_id: str | None) -> Problem:
+        seen.append(error)
+        return original(error, instance=instance, request_id=request_id)
+
+    monkeypatch.setattr(app.problems, "problem_from", spy)
+    monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
+    return seen

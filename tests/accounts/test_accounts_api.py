@@ -35,10 +35,11 @@ from tests.conftest import (
     CURRENCY,
     gafapay_ok,
     make_settings,
+    mock_upstreams,
     serve_in_process,
 )
 from tests.integration.conftest import closed_port
-from tests.unit.test_aggregator_api import assert_problem, mock_upstreams, strings
+from tests.unit.test_aggregator_api import assert_problem, strings
 
 ALICE_BENEPIA = {"benepia_user": "alice.kim", "benepia_password": BENEPIA_PASSWORD}
 ALICE_GAFAPAY_ACCOUNT = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY}

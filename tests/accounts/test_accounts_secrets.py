@@ -18,13 +18,10 @@ import respx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import app.points.fetcher
-import app.problems
 from app.accounts.schema import linked_accounts as t
 from app.errors import GatewayError
 from app.gateway import Gateway
 from app.main import create_app
-from app.problems import Problem
 from tests.accounts.conftest import KEY_A, StoreFactory
 from tests.conftest import (
     ALICE_GAFAPAY,
@@ -33,9 +30,9 @@ from tests.conftest import (
     IMP_SECRET,
     SECRETS,
     make_settings,
+    mock_upstreams,
     serve_in_process,
 )
-from tests.unit.test_aggregator_api import mock_upstreams
 from tests.unit.test_secrets import record_texts
 
 LINK_PASSWORD = "sEcReT-linked-benepia-pw-0101"
@@ -61,21 +58,6 @@ JSON_HEADERS = {"content-type": "application/json"}
 def assert_clean(text: str, where: str) -> None:
     for secret in ALL_SECRETS:
         assert secret not in text, f"a secret leaked into {where}"
-
-
-@pytest.fixture
-def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
-    """Every GatewayError the app renders (raised to the handlers, or as an answer entry)."""
-    seen: list[GatewayError] = []
-    original = app.problems.problem_from
-
-    def spy(error: GatewayError, *, instance: str | None, request_id: str | None) -> Problem:
-        seen.append(error)
-        return original(error, instance=instance, request_id=request_id)
-
-    monkeypatch.setattr(app.problems, "problem_from", spy)
-    monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
-    return seen
 
 
 async def sealed_column(engine: AsyncEngine) -> list[str]:

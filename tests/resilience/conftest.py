@@ -20,20 +20,14 @@ from typing import IO, Any, NoReturn
 
 import httpx
 import pytest
-import respx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
 from tests.conftest import (
-    BENEPIA_URL,
-    GAFAPAY_URL,
-    TOKEN_URL,
-    benepia_ok,
     gafapay_ok,
     make_settings,
     require_services,
-    token_ok,
 )
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -46,23 +40,6 @@ RedisCacheFactory = Callable[..., Awaitable[RedisBalanceCache]]
 
 
 # --- upstream mocks and settings shared by the API-level resilience tests ----------------------
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter, *, benepia: Any = None, gafapay: Any = None
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """getToken (always ok) and both data routes (a Response, a list, a callable or an error)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
 
 
 def bob_ok() -> httpx.Response:

@@ -33,9 +33,9 @@ from tests.conftest import (
     benepia_ok,
     gafapay_ok,
     make_settings,
+    mock_upstreams,
     serve_in_process,
 )
-from tests.resilience.conftest import mock_upstreams
 
 ALICE = "/users/alice/points"
 ALICE_GAFAPAY_ROUTE = "/users/alice/points/gafapay"

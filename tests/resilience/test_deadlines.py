@@ -20,9 +20,10 @@ from tests.conftest import (
     benepia_ok,
     gafapay_ok,
     make_settings,
+    mock_upstreams,
     serve_in_process,
 )
-from tests.resilience.conftest import gafapay_timeout_providers, mock_upstreams
+from tests.resilience.conftest import gafapay_timeout_providers
 
 ALICE = "/users/alice/points"
 ALICE_GAFAPAY_ROUTE = "/users/alice/points/gafapay"

@@ -17,9 +17,9 @@ from tests.conftest import (
     AppFactory,
     gafapay_ok,
     make_settings,
+    mock_upstreams,
     serve_in_process,
 )
-from tests.resilience.conftest import mock_upstreams
 
 ALICE_GAFAPAY_ACCOUNT = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY}
 ALICE_GAFAPAY_ROUTE = "/users/alice/points/gafapay"

@@ -29,9 +29,10 @@ from tests.conftest import (
     AppFactory,
     benepia_ok,
     make_settings,
+    mock_upstreams,
     serve_in_process,
 )
-from tests.resilience.conftest import bob_ok, gafapay_timeout_providers, mock_upstreams
+from tests.resilience.conftest import bob_ok, gafapay_timeout_providers
 
 BOB_GAFAPAY = "/users/bob/points/gafapay"
 CAROL_BENEPIA = "/users/carol/points/benepia"

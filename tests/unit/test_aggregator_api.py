@@ -13,39 +13,16 @@ import respx
 
 from app.problems import PROBLEM_MEDIA_TYPE
 from tests.conftest import (
-    BENEPIA_URL,
-    GAFAPAY_URL,
     SECRETS,
-    TOKEN_URL,
     AppFactory,
     benepia_ok,
     gafapay_ok,
     make_settings,
+    mock_upstreams,
     serve_in_process,
-    token_ok,
 )
 
 BALANCE_KEYS = {"provider", "status", "points", "unit", "as_of", "cached", "stale", "error"}
-
-
-def mock_upstreams(
-    upstream: respx.MockRouter,
-    *,
-    benepia: Any = None,
-    gafapay: Any = None,
-) -> tuple[respx.Route, respx.Route, respx.Route]:
-    """Mock getToken (always ok) and both data calls (`Response`, list, callable or exception)."""
-    tokens = upstream.post(TOKEN_URL).mock(return_value=token_ok())
-    point = upstream.post(BENEPIA_URL)
-    gafa = upstream.get(GAFAPAY_URL)
-    for route, effect, default in ((point, benepia, benepia_ok()), (gafa, gafapay, gafapay_ok())):
-        if effect is None:
-            route.mock(return_value=default)
-        elif isinstance(effect, httpx.Response):
-            route.mock(return_value=effect)
-        else:
-            route.mock(side_effect=effect)
-    return tokens, point, gafa
 
 
 def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:

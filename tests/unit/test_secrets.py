@@ -10,12 +10,9 @@ import pytest
 import respx
 from pydantic import BaseModel
 
-import app.points.fetcher
-import app.problems
 from app.accounts.memory_store import load_accounts
 from app.errors import GatewayError
 from app.gateway import Gateway, plan_gateway
-from app.problems import Problem
 from app.providers.base import ConfigurationError
 from app.providers.benepia import BenepiaAccount, BenepiaSettings
 from app.providers.gafapay import GafapayAccount, GafapaySettings
@@ -53,21 +50,6 @@ def record_texts(record: logging.LogRecord) -> Iterator[str]:
         yield logging.Formatter().formatException(record.exc_info)
     yield record.stack_info or ""
     yield repr(vars(record))
-
-
-@pytest.fixture
-def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
-    """Every GatewayError the app renders as a problem (handlers and aggregated entries)."""
-    seen: list[GatewayError] = []
-    original = app.problems.problem_from
-
-    def spy(error: GatewayError, *, instance: str | None, request_id: str | None) -> Problem:
-        seen.append(error)
-        return original(error, instance=instance, request_id=request_id)
-
-    monkeypatch.setattr(app.problems, "problem_from", spy)
-    monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
-    return seen
 
 
 async def test_full_flow_leaks_no_secret(
