@@ -37,6 +37,8 @@ class GatewayPlan:
     providers: dict[str, tuple[ProviderPlugin, BaseModel]]
     keyring: Keyring | None
     store: AccountStore | None
+    known: dict[str, ProviderPlugin]
+    """Every program installed, configured or not (each has its routes)."""
 
     def plugins(self) -> dict[str, ProviderPlugin]:
         """The configured providers' plugins by name."""
@@ -65,11 +67,9 @@ class Gateway:
 
 def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> GatewayPlan:
     """Check the settings; raises ConfigurationError saying what to fix."""
+    known = discover_plugins()
     providers = configure(
-        settings.enabled_providers,
-        settings.providers,
-        discover_plugins(),
-        allow_http=settings.sandbox,
+        settings.enabled_providers, settings.providers, known, allow_http=settings.sandbox
     )
     Authenticator.check(settings.auth)
     if settings.limits.rate is not None:
@@ -85,7 +85,7 @@ def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> Ga
                 "create one with `points-gateway keys generate`"
             )
         keyring = Keyring.parse(settings.secret_keys.get_secret_value())
-    return GatewayPlan(settings, providers, keyring, store)
+    return GatewayPlan(settings, providers, keyring, store, known)
 
 
 async def open_store(plan: GatewayPlan) -> AccountStore:
@@ -94,12 +94,14 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
         return plan.store
     assert plan.keyring is not None
     settings = plan.settings
-    engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
+    url, timeout = settings.database_url_value(), settings.database_timeout
+    engine = build_engine(url, timeout=timeout)
     models = {name: plugin.account_model for name, plugin in plan.plugins().items()}
-    store = SqlAccountStore(engine, plan.keyring, models, timeout=settings.database_timeout)
+    reader = build_engine(url, timeout=timeout, reader=True)
+    store = SqlAccountStore(engine, plan.keyring, models, timeout=timeout, reader=reader)
     try:
         if not await schema_exists(engine):
-            await engine.dispose()
+            await store.aclose()
             raise ConfigurationError(
                 "the account store has no schema yet: run `points-gateway db upgrade`"
             )
@@ -108,7 +110,7 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
         # Serve anyway: points routes answer 503 store_unavailable until the database is back.
         log.warning("account store unreachable at start (%s); serving degraded", type(exc).__name__)
     except ConfigurationError:
-        await engine.dispose()
+        await store.aclose()
         raise
     return store
 

@@ -9,10 +9,11 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 
 from app import __version__
 from app.accounts.store import AccountStore
-from app.api import accounts, health, points, providers
+from app.api import accounts, health, points, programs, providers
 from app.gateway import build_gateway, open_cache, open_store, plan_gateway
 from app.observability import routes as observability_routes
 from app.observability.logging import configure_logging
@@ -31,6 +32,14 @@ from app.settings import Settings, get_settings
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+_NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def create_app(
@@ -65,6 +74,10 @@ def create_app(
         description="One fast, honest API for a user's loyalty and reward-point balances.",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        # The gateway traces and counts requests itself (app.observability); FastAPI's own
+        # OpenTelemetry layer would record them twice and looks up the global providers on
+        # every request.
+        telemetry=_NO_FASTAPI_TELEMETRY,
     )
     app.state.metrics = metrics
     app.state.shutdown = shutdown
@@ -95,6 +108,7 @@ def create_app(
     install_problem_handlers(app)
     for router in (
         points.router,
+        programs.program_router(plan.known.values()),
         accounts.router,
         providers.router,
         health.router,

@@ -12,6 +12,7 @@ import app.security.hardening  # noqa: F401  (its 413/431 errors belong to the k
 from app.api.docs import PROBLEM_DESCRIPTIONS, account_schemas
 from app.errors import GatewayError
 from app.problems import PROBLEM_MEDIA_TYPE
+from app.providers.registry import discover_plugins
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -59,12 +60,12 @@ def _common_problems(path: str, operation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _only_one_of(operation: dict[str, Any]) -> None:
-    # An account body is exactly one of the providers' schemas: drop FastAPI's generic dict.
+def _only_account_schema(operation: dict[str, Any]) -> None:
+    # An account body is exactly the program's schema: drop the generic dict FastAPI merges in.
     for media in operation.get("requestBody", {}).get("content", {}).values():
         schema = media.get("schema", {})
-        if "oneOf" in schema:
-            media["schema"] = {"oneOf": schema["oneOf"]}
+        if "$ref" in schema:
+            media["schema"] = {"$ref": schema["$ref"]}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     for path, path_item in doc.get("paths", {}).items():
         for operation in path_item.values():
-            _only_one_of(operation)
+            _only_account_schema(operation)
             responses = operation.setdefault("responses", {})
             for status, response in _common_problems(path, operation).items():
                 responses.setdefault(status, response)
@@ -87,7 +88,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
-    schemas.update(account_schemas())
+    schemas.update(account_schemas(discover_plugins().values()))
     codes = problem_codes()
     for name in ("Problem", "PointsProblem"):
         # Listed, not an `enum`: new codes are an additive change, and a generated client must

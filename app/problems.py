@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from app.errors import GatewayError, InternalError, InvalidRequest, MethodNotAllowed, NotFound
 from app.request_context import request_id_of
+from app.route_walk import leaf_routes
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("points_gateway.errors")
@@ -121,16 +122,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 def _allowed_methods(request: Request) -> list[str]:
     # Starlette's Allow names only the first route matching the path; list every one's methods.
     allowed: set[str] = set()
-    pending: list[Any] = list(request.app.router.routes)
-    while pending:
-        route = pending.pop()
-        # An included router (FastAPI wraps it; the routers here are included without a prefix).
-        nested = getattr(route, "routes", None)
-        if nested is None and hasattr(route, "original_router"):
-            nested = route.original_router.routes
-        if nested is not None:
-            pending.extend(nested)
-        elif route.matches(request.scope)[0] != Match.NONE:
+    for route in leaf_routes(request.app.router.routes):
+        if route.matches(request.scope)[0] != Match.NONE:
             allowed |= set(getattr(route, "methods", None) or ())
     return sorted(allowed)
 

@@ -157,11 +157,13 @@ def benepia_ok(point: int = 12000) -> httpx.Response:
     return httpx.Response(200, json={"code": 0, "message": "", "response": {"point": point}})
 
 
-def gafapay_ok(points: str = "250.0", user_id: str = ALICE_GAFAPAY) -> httpx.Response:
+def gafapay_ok(
+    points: str = "250.0", user_id: str = ALICE_GAFAPAY, currency: str = CURRENCY
+) -> httpx.Response:
     """A GafaPay user_points success (points written as an exact JSON number)."""
     body = (
         '{"success":1,"error":[],"data":{"user_points":{"id":"fd5fd822caa8418d9c0bbbbfc54e0b21",'
-        f'"user_id":"{user_id}","user_type":2,"points":{points},"currency_id":"{CURRENCY}"}}}}}}'
+        f'"user_id":"{user_id}","user_type":2,"points":{points},"currency_id":"{currency}"}}}}}}'
     )
     return httpx.Response(200, content=body, headers={"content-type": "application/json"})
 

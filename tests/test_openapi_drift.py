@@ -17,7 +17,7 @@ from tests.conftest import SECRETS, make_settings, make_store, serve_in_process
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 REGENERATE = "run: points-gateway openapi --output openapi/openapi.json"
-OPERATION_IDS = {"get_user_points", "get_user_provider_points", "list_providers", "get_health"}
+OPERATION_IDS = {"get_user_points", "get_benepia_points", "list_providers", "get_health"}
 PROBLEM = "application/problem+json"
 # Not problems: /readyz answers 503 with its Readiness report (application/json).
 NOT_PROBLEMS = {("/readyz", "get", "503")}

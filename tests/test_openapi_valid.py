@@ -14,13 +14,10 @@ from app.openapi_doc import problem_codes
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 PROBLEM = "application/problem+json"
-USER_SCOPED = {
-    "get_user_points",
-    "get_user_provider_points",
-    "list_accounts",
-    "link_account",
-    "unlink_account",
-    "query_points_once",
+PROGRAMS = ("benepia", "gafapay")
+PER_PROGRAM = ("get_{}_points", "query_{}_points_once", "link_{}_account", "unlink_{}_account")
+USER_SCOPED = {"get_user_points", "list_accounts"} | {
+    op.format(name) for name in PROGRAMS for op in PER_PROGRAM
 }
 
 
@@ -82,18 +79,35 @@ def test_user_scoped_operations_need_credentials(doc: dict[str, Any]) -> None:
             assert "security" not in op, op["operationId"]
 
 
-def test_account_bodies_are_named_schemas(doc: dict[str, Any]) -> None:
-    bodies = [op for op in _operations(doc) if "requestBody" in op]
-    assert {op["operationId"] for op in bodies} == {"link_account", "query_points_once"}
-    for op in bodies:
-        content = op["requestBody"]["content"]["application/json"]
-        assert content["schema"] == {
-            "oneOf": [
-                {"$ref": "#/components/schemas/BenepiaAccount"},
-                {"$ref": "#/components/schemas/GafapayAccount"},
-            ]
-        }
-        assert set(content["examples"]) == {"benepia", "gafapay"}
+def test_account_bodies_are_exactly_one_programs_schema(doc: dict[str, Any]) -> None:
+    bodies = {op["operationId"]: op for op in _operations(doc) if "requestBody" in op}
+    expected = {
+        f"{verb}_{name}_{what}"
+        for name in PROGRAMS
+        for verb, what in (("query", "points_once"), ("link", "account"))
+    }
+    assert set(bodies) == expected
+    for name in PROGRAMS:
+        model = f"{name.capitalize()}Account"
+        for op_id in (f"query_{name}_points_once", f"link_{name}_account"):
+            content = bodies[op_id]["requestBody"]["content"]["application/json"]
+            assert content["schema"] == {"$ref": f"#/components/schemas/{model}"}, op_id
+            assert set(content["examples"]) == {name}
+
+
+def test_no_templated_path_overlaps_a_programs_path(doc: dict[str, Any]) -> None:
+    # A `{provider}` path would also match `.../benepia`, with other methods than it documents.
+    assert not [path for path in doc["paths"] if "{provider}" in path]
+
+
+def test_secrets_are_write_only_and_bounded(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    password = schemas["BenepiaAccount"]["properties"]["benepia_password"]
+    assert password["writeOnly"] is True
+    assert (password["minLength"], password["maxLength"]) == (1, 256)
+    token = schemas["GafapayAccount"]["properties"]["token"]["anyOf"][0]
+    assert token["writeOnly"] is True
+    assert token["pattern"] == "^[!-~]{1,4096}$"
 
 
 def test_decimals_are_strings(doc: dict[str, Any]) -> None:

@@ -6,18 +6,20 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from app.api.deps import CallDep, GatewayDep, OptionsDep
-from app.api.docs import account_body, problems
-from app.api.params import PERSONAL, ProviderName, UserId
-from app.api.security_deps import READ_ACCOUNTS, READ_POINTS, WRITE_ACCOUNTS
+from app.api.deps import GatewayDep
+from app.api.docs import problems
+from app.api.params import PERSONAL, UserId
+from app.api.security_deps import READ_ACCOUNTS
 from app.errors import AccountNotLinked, InvalidRequest
 from app.gateway import Gateway
+from app.points.aggregator import QueryOptions
 from app.points.models import Balance
 from app.problems import instance_of, problem_response
+from app.providers.base import CallContext
 from app.request_context import request_id_of
 
 router = APIRouter(tags=["accounts"])
@@ -68,30 +70,15 @@ def _failure(request: Request, entry: Balance) -> Response | None:
     return problem_response(problem, headers=PERSONAL)
 
 
-@router.put(
-    "/users/{user_id}/accounts/{provider}",
-    operation_id="link_account",
-    summary="Link or replace a program account",
-    response_model=LinkedAccountInfo,
-    status_code=200,
-    dependencies=[WRITE_ACCOUNTS],
-    responses={
-        201: {"model": LinkedAccountInfo, "description": "Newly linked."},
-        **problems(401, 403, 404, 422, 429, 500, 502, 503, 504),
-    },
-    openapi_extra=account_body(),
-)
-async def link_account(
-    user_id: UserId,
-    provider: ProviderName,
-    fields: AccountFields,
+async def link(
+    user_id: str,
+    provider: str,
+    fields: dict[str, object],
     request: Request,
-    gateway: GatewayDep,
-    call: CallDep,
-    options: OptionsDep,
-    verify: Annotated[
-        bool, Query(description="Ask the provider first; refuse credentials it rejects.")
-    ] = False,
+    gateway: Gateway,
+    call: CallContext,
+    options: QueryOptions,
+    verify: bool,
 ) -> Response:
     """Store the account's credentials (sealed); idempotent. Secrets are write-only."""
     account = _parse_account(gateway, provider, fields)
@@ -114,6 +101,23 @@ async def link_account(
     )
 
 
+async def query_once(
+    provider: str,
+    fields: dict[str, object],
+    request: Request,
+    gateway: Gateway,
+    call: CallContext,
+    options: QueryOptions,
+) -> Response:
+    """One program's balance for the account in the body; nothing of it is kept."""
+    account = _parse_account(gateway, provider, fields)
+    entry = await gateway.aggregator.one_shot(provider, account, call, options)
+    failed = _failure(request, entry)
+    if failed is not None:
+        return failed
+    return Response(entry.model_dump_json(), media_type="application/json", headers=PERSONAL)
+
+
 @router.get(
     "/users/{user_id}/accounts",
     operation_id="list_accounts",
@@ -132,45 +136,10 @@ async def list_accounts(user_id: UserId, gateway: GatewayDep) -> Response:
     return Response(body.model_dump_json(), media_type="application/json", headers=PERSONAL)
 
 
-@router.delete(
-    "/users/{user_id}/accounts/{provider}",
-    operation_id="unlink_account",
-    summary="Unlink a program account",
-    status_code=204,
-    dependencies=[WRITE_ACCOUNTS],
-    responses=problems(401, 403, 404, 422, 429, 500, 503),
-)
-async def unlink_account(user_id: UserId, provider: ProviderName, gateway: GatewayDep) -> Response:
+async def unlink(user_id: str, provider: str, gateway: Gateway) -> Response:
     """Forget the account and its credentials."""
     gateway.registry.require(provider)
     if not await gateway.store.delete(user_id, provider):
         raise AccountNotLinked(f"{user_id} has no {provider} account linked", provider=provider)
     await gateway.aggregator.forget(user_id, provider)
     return Response(status_code=204)
-
-
-@router.post(
-    "/users/{user_id}/points/{provider}",
-    operation_id="query_points_once",
-    summary="One program's balance for credentials given now",
-    response_model=Balance,
-    dependencies=[READ_POINTS],
-    responses=problems(401, 403, 404, 422, 429, 500, 502, 503, 504),
-    openapi_extra=account_body(),
-)
-async def query_points_once(
-    user_id: UserId,
-    provider: ProviderName,
-    fields: AccountFields,
-    request: Request,
-    gateway: GatewayDep,
-    call: CallDep,
-    options: OptionsDep,
-) -> Response:
-    """For frontends that ask for a password at checkout: nothing of the body is stored."""
-    account = _parse_account(gateway, provider, fields)
-    entry = await gateway.aggregator.one_shot(provider, account, call, options)
-    failed = _failure(request, entry)
-    if failed is not None:
-        return failed
-    return Response(entry.model_dump_json(), media_type="application/json", headers=PERSONAL)

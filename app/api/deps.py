@@ -13,22 +13,25 @@ from app.points.aggregator import QueryOptions
 from app.providers.base import CallContext
 from app.request_context import new_request_id, request_id_of
 
+# `async def` throughout: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+# per dependency per request for work that takes microseconds.
 
-def get_gateway(request: Request) -> Gateway:
+
+async def get_gateway(request: Request) -> Gateway:
     """The gateway instance the lifespan built."""
     gateway = request.app.state.gateway
     assert isinstance(gateway, Gateway)
     return gateway
 
 
-def get_call_context(request: Request) -> CallContext:
+async def get_call_context(request: Request) -> CallContext:
     """What adapters may pass upstream about this request."""
     return CallContext(request_id=request_id_of(request.scope) or new_request_id())
 
 
-def get_query_options(request: Request) -> QueryOptions:
+async def get_query_options(request: Request) -> QueryOptions:
     """The request's deadline (lowered by `Request-Timeout`) and cache wish (`no-cache`)."""
-    settings = get_gateway(request).settings
+    settings = (await get_gateway(request)).settings
     deadline = settings.request_deadline
     raw = request.headers.get("request-timeout")
     if raw is not None:

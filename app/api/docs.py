@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 from app.errors import GatewayError, UpstreamTimeout
 from app.points.models import Balance, PointsAnswer
 from app.problems import Problem, problem_from
-from app.providers.registry import BUILTIN_PLUGINS
+from app.providers.base import ProviderPlugin
 
 PROBLEM_DESCRIPTIONS = {
     401: "No or bad credentials (`unauthorized`).",
@@ -109,48 +110,37 @@ def problems(
 
 ACCOUNT_EXAMPLES: dict[str, dict[str, Any]] = {
     "benepia": {
-        "summary": "A Benepia login (PUT/POST .../benepia)",
+        "summary": "A Benepia login",
         "value": {"benepia_user": "alice.kim", "benepia_password": "correct-horse-battery"},
     },
     "gafapay": {
-        "summary": "A GafaPay identity (PUT/POST .../gafapay)",
+        "summary": "A GafaPay identity",
         "value": {"gafapay_user_id": "fb8f09210e0f46b7b4262d77f5b6c273", "currency_id": _CURRENCY},
     },
 }
 
 
-def account_schemas() -> dict[str, dict[str, Any]]:
-    """The built-in providers' account bodies as named component schemas."""
+def account_schemas(plugins: Iterable[ProviderPlugin]) -> dict[str, dict[str, Any]]:
+    """The programs' account bodies as named component schemas."""
     out: dict[str, dict[str, Any]] = {}
-    for plugin in BUILTIN_PLUGINS:
+    for plugin in plugins:
         schema = plugin.account_model.model_json_schema(ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
-        schema["description"] = (
-            f"{schema.get('description', '')}\n\nThe body of `{plugin.name}` "
-            f"(path parameter `provider` = `{plugin.name}`)."
-        ).strip()
         out[plugin.account_model.__name__] = schema
     return out
 
 
-def account_body() -> dict[str, Any]:
-    """`openapi_extra` describing a body that is one of the built-in providers' account schemas."""
-    names = ", ".join(f"`{p.name}` → `{p.account_model.__name__}`" for p in BUILTIN_PLUGINS)
+def account_body(plugin: ProviderPlugin) -> dict[str, Any]:
+    """`openapi_extra` giving a route's body as exactly this program's account schema."""
+    media: dict[str, Any] = {
+        "schema": {"$ref": f"#/components/schemas/{plugin.account_model.__name__}"}
+    }
+    if plugin.name in ACCOUNT_EXAMPLES:
+        media["examples"] = {plugin.name: ACCOUNT_EXAMPLES[plugin.name]}
     return {
         "requestBody": {
             "required": True,
-            "description": "The provider's account fields. The `provider` path parameter selects "
-            f"the schema (it is the discriminator; the body carries none): {names}.",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": f"#/components/schemas/{p.account_model.__name__}"}
-                            for p in BUILTIN_PLUGINS
-                        ]
-                    },
-                    "examples": ACCOUNT_EXAMPLES,
-                }
-            },
+            "description": f"The {plugin.display_name} account's fields.",
+            "content": {"application/json": media},
         }
     }

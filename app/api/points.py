@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import CallDep, GatewayDep, OptionsDep
-from app.api.docs import points_examples, problem_examples, problems
-from app.api.params import PERSONAL, ProviderName, UserId
+from app.api.docs import points_examples, problems
+from app.api.params import PERSONAL, UserId
 from app.api.security_deps import READ_POINTS
 from app.errors import InvalidRequest
-from app.points.models import Balance, PointsAnswer, PointsProblem
+from app.gateway import Gateway
+from app.points.aggregator import QueryOptions
+from app.points.models import PointsAnswer, PointsProblem
 from app.points.status_policy import failure_problem
 from app.problems import instance_of, problem_response
+from app.providers.base import CallContext
 from app.request_context import request_id_of
 
 router = APIRouter(tags=["points"])
 
+# Every comma-separated name holds something besides spaces and tabs (which are trimmed).
+_FILTER_PATTERN = r"^[^,]*[^ \t,][^,]*(,[^,]*[^ \t,][^,]*)*$"
 ProvidersFilter = Annotated[
     str | None,
     Query(
         max_length=512,
         description="Comma-separated provider names to narrow the answer to.",
         examples=["benepia,gafapay"],
+        # Documented here, enforced in _parse_filter with a problem that says what is wrong.
+        json_schema_extra={"pattern": _FILTER_PATTERN},
     ),
 ]
 
@@ -32,10 +40,9 @@ ProvidersFilter = Annotated[
 def _parse_filter(raw: str | None) -> list[str] | None:
     if raw is None:
         return None
-    names = list(dict.fromkeys(n.strip() for n in raw.split(",")))
-    if not all(names):
+    if not re.fullmatch(_FILTER_PATTERN, raw):
         raise InvalidRequest("`providers` must be a comma-separated list of provider names.")
-    return names
+    return list(dict.fromkeys(n.strip(" \t") for n in raw.split(",")))
 
 
 @router.get(
@@ -78,33 +85,13 @@ async def get_user_points(
     return Response(answer.model_dump_json(), media_type="application/json", headers=headers)
 
 
-@router.get(
-    "/users/{user_id}/points/{provider}",
-    operation_id="get_user_provider_points",
-    summary="One program's balance of a user",
-    response_model=Balance,
-    dependencies=[READ_POINTS],
-    responses=problems(
-        401,
-        403,
-        404,
-        409,
-        422,
-        429,
-        500,
-        502,
-        503,
-        504,
-        examples={504: problem_examples("/users/alice/points/gafapay")},
-    ),
-)
-async def get_user_provider_points(
-    user_id: UserId,
-    provider: ProviderName,
+async def one_balance(
+    user_id: str,
+    provider: str,
     request: Request,
-    gateway: GatewayDep,
-    call: CallDep,
-    options: OptionsDep,
+    gateway: Gateway,
+    call: CallContext,
+    options: QueryOptions,
 ) -> Response:
     """The balance of one linked program, or the mapped problem of its failure."""
     entry = await gateway.aggregator.one(user_id, provider, call, options)

@@ -66,14 +66,9 @@ class BenepiaAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     benepia_user: str = Field(min_length=1, max_length=128)
-    benepia_password: SecretStr
-
-    @field_validator("benepia_password")
-    @classmethod
-    def _password_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not 0 < len(value.get_secret_value()) <= 256:
-            raise ValueError("must be 1 to 256 characters")
-        return value
+    benepia_password: SecretStr = Field(
+        min_length=1, max_length=256, json_schema_extra={"writeOnly": True}
+    )
 
 
 class BenepiaProvider:

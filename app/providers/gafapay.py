@@ -53,7 +53,11 @@ def _header_safe(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-HeaderToken = Annotated[SecretStr, AfterValidator(_header_safe)]
+HeaderToken = Annotated[
+    SecretStr,
+    AfterValidator(_header_safe),
+    Field(json_schema_extra={"pattern": "^[!-~]{1,4096}$", "writeOnly": True}),
+]
 
 
 class GafapaySettings(BaseModel):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.sandbox.demo import DEMO_CURRENCY
+from app.sandbox.demo import DEMO_ACCOUNTS, DEMO_CURRENCY
 from tests.clients.conftest import CLIENT_PACKAGE, GENERATE_TIMEOUT
 
 # The first test pays for generating the client (bounded by GENERATE_TIMEOUT) in its setup.
@@ -62,9 +62,9 @@ def test_alice_merged_points_parse_into_typed_models(python_client: ModuleType, 
 
 def test_unknown_provider_is_a_typed_problem(python_client: ModuleType, api: Any) -> None:
     models = part(python_client, "models")
-    one = part(python_client, "api.points.get_user_provider_points")
+    get_user_points = part(python_client, "api.points.get_user_points")
 
-    resp = one.sync_detailed("alice", "no-such-program", client=api)
+    resp = get_user_points.sync_detailed("alice", client=api, providers="no-such-program")
 
     assert resp.status_code == 404, resp.content
     problem = resp.parsed
@@ -75,9 +75,9 @@ def test_unknown_provider_is_a_typed_problem(python_client: ModuleType, api: Any
 
 def test_rejected_account_is_a_typed_problem(python_client: ModuleType, api: Any) -> None:
     models = part(python_client, "models")
-    one = part(python_client, "api.points.get_user_provider_points")
+    get_benepia_points = part(python_client, "api.points.get_benepia_points")
 
-    resp = one.sync_detailed("carol", "benepia", client=api)
+    resp = get_benepia_points.sync_detailed("carol", client=api)
 
     assert resp.status_code == 422, resp.content
     problem = resp.parsed
@@ -97,3 +97,24 @@ def test_provider_list_without_credentials(python_client: ModuleType, gateway_ur
     assert isinstance(listing, models.ProviderList)
     assert isinstance(listing.providers[0], models.ProviderInfo)
     assert sorted(p.name for p in listing.providers) == ["benepia", "gafapay"]
+
+
+def test_each_program_has_its_own_typed_account_body(python_client: ModuleType, api: Any) -> None:
+    models = part(python_client, "models")
+    query_once = part(python_client, "api.points.query_benepia_points_once")
+    link_gafapay = part(python_client, "api.accounts.link_gafapay_account")
+    unlink_gafapay = part(python_client, "api.accounts.unlink_gafapay_account")
+    login = DEMO_ACCOUNTS["alice"]["benepia"]
+    identity = DEMO_ACCOUNTS["bob"]["gafapay"]
+
+    once = query_once.sync_detailed("dave", client=api, body=models.BenepiaAccount(**login))
+    linked = link_gafapay.sync_detailed("dave", client=api, body=models.GafapayAccount(**identity))
+    gone = unlink_gafapay.sync_detailed("dave", client=api)
+
+    assert once.status_code == 200, once.content
+    assert isinstance(once.parsed, models.Balance)
+    assert once.parsed.points == "12000"
+    assert linked.status_code == 201, linked.content
+    assert isinstance(linked.parsed, models.LinkedAccountInfo)
+    assert linked.parsed.provider == "gafapay"
+    assert gone.status_code == 204

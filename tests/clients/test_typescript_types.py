@@ -38,9 +38,9 @@ type Problem = components["schemas"]["Problem"];
 type Merged = paths["/users/{user_id}/points"]["get"];
 type MergedOk = Merged["responses"][200]["content"]["application/json"];
 type OneNotFound =
-  paths["/users/{user_id}/points/{provider}"]["get"]["responses"][404]["content"]["application/problem+json"];
+  paths["/users/{user_id}/points/benepia"]["get"]["responses"][404]["content"]["application/problem+json"];
 type OneRejected =
-  paths["/users/{user_id}/points/{provider}"]["get"]["responses"][422]["content"]["application/problem+json"];
+  paths["/users/{user_id}/points/benepia"]["get"]["responses"][422]["content"]["application/problem+json"];
 
 /** Exact decimal strings ("12000", "250.0") summed without floats, as a string. */
 export function totalPoints(answer: PointsAnswer): string {

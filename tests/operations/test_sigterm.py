@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 GRACE = 8
 LATENCY = 1.5
-ONE = "/users/{user_id}/points/{provider}"
+ONE = "/users/{user_id}/points/gafapay"
 
 
 @pytest.fixture(scope="module")

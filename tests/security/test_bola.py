@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from app.main import create_app
+from app.route_walk import leaf_routes
 from tests.conftest import make_store
 from tests.security.conftest import (
     ALICE_BENEPIA,
     ALL_SCOPES,
+    SECURITY_ACCOUNTS,
     Served,
     ServeGateway,
     api_key,
@@ -50,15 +53,26 @@ class Route:
         return f"{self.method} {self.template}"
 
 
+ALICE_GAFAPAY_ACCOUNT = SECURITY_ACCOUNTS["alice"]["gafapay"]
+OK, NO_CONTENT, UNKNOWN = frozenset({200}), frozenset({204}), frozenset({404})
+# Every program's own routes, and the hidden `{provider}` forms (an unknown name: 404 for alice).
 ROUTES = [
-    Route("GET", "/users/{user}/points", "points:read", None, frozenset({200})),
-    Route("GET", "/users/{user}/points/benepia", "points:read", None, frozenset({200})),
-    Route("POST", "/users/{user}/points/benepia", "points:read", ALICE_BENEPIA, frozenset({200})),
-    Route("GET", "/users/{user}/accounts", "accounts:read", None, frozenset({200})),
-    Route(
-        "PUT", "/users/{user}/accounts/benepia", "accounts:write", ALICE_BENEPIA, frozenset({200})
+    Route("GET", "/users/{user}/points", "points:read", None, OK),
+    Route("GET", "/users/{user}/accounts", "accounts:read", None, OK),
+    *(
+        route
+        for name, body in (("benepia", ALICE_BENEPIA), ("gafapay", ALICE_GAFAPAY_ACCOUNT))
+        for route in (
+            Route("GET", f"/users/{{user}}/points/{name}", "points:read", None, OK),
+            Route("POST", f"/users/{{user}}/points/{name}", "points:read", body, OK),
+            Route("PUT", f"/users/{{user}}/accounts/{name}", "accounts:write", body, OK),
+            Route("DELETE", f"/users/{{user}}/accounts/{name}", "accounts:write", None, NO_CONTENT),
+        )
     ),
-    Route("DELETE", "/users/{user}/accounts/benepia", "accounts:write", None, frozenset({204})),
+    Route("GET", "/users/{user}/points/nope", "points:read", None, UNKNOWN),
+    Route("POST", "/users/{user}/points/nope", "points:read", ALICE_BENEPIA, UNKNOWN),
+    Route("PUT", "/users/{user}/accounts/nope", "accounts:write", ALICE_BENEPIA, UNKNOWN),
+    Route("DELETE", "/users/{user}/accounts/nope", "accounts:write", None, UNKNOWN),
 ]
 by_route = pytest.mark.parametrize("route", ROUTES, ids=[r.id for r in ROUTES])
 
@@ -81,11 +95,12 @@ async def assert_refused(
 
 def test_every_user_scoped_route_is_covered() -> None:
     app = create_app(secure_settings(), store=make_store())
+    # Every route served, the ones hidden from the document included.
     user_routes = {
-        (method.upper(), path.replace("{provider}", "benepia"))
-        for path, operations in app.openapi()["paths"].items()
-        if path.startswith("/users/{user_id}")
-        for method in operations
+        (method, route.path.replace("{provider}", "nope"))
+        for route in leaf_routes(app.routes)
+        if isinstance(route, APIRoute) and route.path.startswith("/users/{user_id}")
+        for method in route.methods or ()
     }
     covered = {(r.method, r.template.replace("{user}", "{user_id}")) for r in ROUTES}
     assert user_routes == covered
