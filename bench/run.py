@@ -33,10 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "performance.md"
+# Hand-written findings appended to the generated page (what the profile showed, what changed).
+ANALYSIS = ROOT / "bench" / "analysis.md"
 USER = "bench-user"
 MERGED = f"/users/{USER}/points"
 SINGLE = f"/users/{USER}/points/gafapay"
 HOST = "127.0.0.1"
+SLOW_SCENARIO = "upstreams-100-150ms"
+SOAK_SECONDS = 300
+SOAK_SAMPLE_EVERY = 5.0
+SOAK_TREND_WINDOW = 180.0  # the flatness check looks at the last 3 minutes
+SOAK_RSS_LIMIT_MIB = 150.0
+# "Flat": RSS grew by at most this much over the trend window (a fitted line, not two samples).
+SOAK_FLAT_MIB = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -131,6 +140,16 @@ class Server:
                         total += int(line.split()[1])
         return total / 1024
 
+    def worker_rss_mib(self) -> float:
+        """The largest RSS among the serving processes (uvicorn's supervisor serves nothing)."""
+        largest = 0
+        for pid in self.tree():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        largest = max(largest, int(line.split()[1]))
+        return largest / 1024
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -197,9 +216,40 @@ def start_nginx(nginx: str, tmp: Path, static_body: str) -> Server:
     return Server("nginx", proc, url)
 
 
-def gateway_env(tmp: Path, name: str, upstream: str, ttl: float) -> dict[str, str]:
-    data = tmp / f"data-{name}"
-    data.mkdir()
+@dataclass(frozen=True)
+class Store:
+    """Where every gateway of the run keeps its accounts, and the one sealing key they share."""
+
+    url: str | None  # None: SQLite in each gateway's data dir
+    key: str
+
+    @property
+    def label(self) -> str:
+        return "PostgreSQL" if self.url else "SQLite"
+
+
+BENCH_DB = "points_bench"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _fresh_pg_database() -> bool:
+    try:
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    except (OSError, ImportError) as exc:
+        log(f"PostgreSQL not reachable ({type(exc).__name__}): accounts in SQLite")
+        return False
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    finally:
+        await conn.close()
+    return True
+
+
+def open_store() -> Store:
+    """PostgreSQL (the deployed configuration) when this machine has it, else SQLite."""
     key = subprocess.run(
         [str(VENV_BIN / "points-gateway"), "keys", "generate"],
         capture_output=True,
@@ -207,13 +257,34 @@ def gateway_env(tmp: Path, name: str, upstream: str, ttl: float) -> dict[str, st
         check=True,
         timeout=60,
     ).stdout.strip()
-    return {
+    pg = asyncio.run(_fresh_pg_database())
+    return Store(f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}" if pg else None, key)
+
+
+def drop_store(store: Store) -> None:
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+    if store.url:
+        asyncio.run(drop())
+
+
+def gateway_env(tmp: Path, name: str, upstream: str, ttl: float, store: Store) -> dict[str, str]:
+    data = tmp / f"data-{name}"
+    data.mkdir()
+    env = {
         **os.environ,
         "POINTS_SANDBOX": "true",
         "POINTS_AUTH__MODE": "disabled",
         "POINTS_LIMITS__RATE": "100000000/minute",
         "POINTS_DATA_DIR": str(data),
-        "POINTS_SECRET_KEYS": key,
+        "POINTS_SECRET_KEYS": store.key,
         "POINTS_CACHE__TTL": str(ttl),
         "POINTS_CACHE__STALE_IF_ERROR": "0" if ttl == 0 else "600",
         "POINTS_PROVIDERS__BENEPIA__BASE_URL": upstream,
@@ -224,12 +295,17 @@ def gateway_env(tmp: Path, name: str, upstream: str, ttl: float) -> dict[str, st
         "POINTS_PROVIDERS__GAFAPAY__COMPANY_ID": "59388167894b4d10a04fe5da3b8a2104",
         "POINTS_PROVIDERS__GAFAPAY__TOKEN": "bench-gafapay-token",
     }
+    if store.url:
+        env["POINTS_DATABASE_URL"] = store.url
+    return env
 
 
-def start_gateway(tmp: Path, name: str, upstream: str, *, ttl: float, workers: int = 1) -> Server:
+def start_gateway(
+    tmp: Path, name: str, upstream: str, store: Store, *, ttl: float, workers: int = 1
+) -> Server:
     from bench.upstream_bodies import CURRENCY, GAFAPAY_USER
 
-    env = gateway_env(tmp, name, upstream, ttl)
+    env = gateway_env(tmp, name, upstream, ttl, store)
     exe = str(VENV_BIN / "points-gateway")
     subprocess.run([exe, "db", "upgrade"], env=env, check=True, timeout=120, capture_output=True)
     port = free_port()
@@ -272,17 +348,18 @@ def start_uvicorn(tmp: Path, name: str, module: str, env_extra: dict[str, str]) 
     return Server(name, proc, url)
 
 
-def start_slow(tmp: Path, delay: float) -> Server:
+def start_slow(tmp: Path, benepia_delay: float, gafapay_delay: float) -> Server:
     port = free_port()
-    argv = [sys.executable, "-m", "bench.slow_upstream", str(port), str(delay)]
-    proc = spawn(f"slow-{delay}", argv, {**os.environ, "PYTHONPATH": str(ROOT)}, tmp)
+    delays = [str(benepia_delay), str(gafapay_delay)]
+    argv = [sys.executable, "-m", "bench.slow_upstream", str(port), *delays]
+    proc = spawn("slow-upstream", argv, {**os.environ, "PYTHONPATH": str(ROOT)}, tmp)
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
             break
         time.sleep(0.1)
-    return Server(f"slow-{delay}", proc, url)
+    return Server("slow-upstream", proc, url)
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -381,6 +458,52 @@ class Bench:
             self.results.append(result)
         return result
 
+    def soak(self, server: Server, path: str, c: int, seconds: int) -> dict[str, Any]:
+        """Load for `seconds` while sampling each worker's RSS; the trend over the last minutes."""
+        log(f"soak: {seconds} s at c={c}, RSS every {SOAK_SAMPLE_EVERY:.0f} s")
+        argv = [self.wrk, "-t1", f"-c{c}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
+        load = subprocess.Popen(
+            [*argv, f"{server.url}{path}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started = time.monotonic()
+        samples: list[tuple[float, float]] = []
+        try:
+            while load.poll() is None and time.monotonic() - started < seconds + 30:
+                samples.append((round(time.monotonic() - started, 1), server.worker_rss_mib()))
+                time.sleep(SOAK_SAMPLE_EVERY if seconds >= 60 else 1.0)
+            out, _ = load.communicate(timeout=30)
+        finally:
+            if load.poll() is None:
+                load.kill()
+        rps, p50, p99, errors = parse_wrk(out)
+        window = min(SOAK_TREND_WINDOW, seconds * 0.6)
+        tail = [(t, r) for t, r in samples if t >= samples[-1][0] - window]
+        slope = _slope(tail) * 60  # MiB per minute
+        growth = slope * window / 60
+        peak = max(r for _, r in samples)
+        result = {
+            "seconds": seconds,
+            "concurrency": c,
+            "requests_per_s": round(rps, 1),
+            "p50_ms": round(p50, 2),
+            "p99_ms": round(p99, 2),
+            "errors": errors,
+            "peak_rss_mib": round(peak, 1),
+            "trend_window_s": window,
+            "trend_mib_per_min": round(slope, 3),
+            "trend_growth_mib": round(growth, 2),
+            "flat": growth <= SOAK_FLAT_MIB,
+            "samples": samples,
+        }
+        log(
+            f"soak: {rps:.1f} req/s, peak RSS {peak:.1f} MiB, trend {slope:+.3f} MiB/min over "
+            f"the last {window:.0f} s, errors {errors}"
+        )
+        return result
+
     def warm(self, server: Server, path: str) -> None:
         subprocess.run(
             [self.wrk, "-t1", "-c10", "-d1s", f"{server.url}{path}"],
@@ -388,6 +511,18 @@ class Bench:
             check=True,
             timeout=30,
         )
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (t, value) points, per second."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    return cov / var if var else 0.0
 
 
 async def _burst(url: str, n: int) -> list[int]:
@@ -443,7 +578,9 @@ def find(results: list[Result], scenario: str, target: str, c: int | None = None
     return None
 
 
-def targets(results: list[Result], cold: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(
+    results: list[Result], cold: dict[str, Any], soaked: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Issue-8 targets: (name, measured, bound, met). Ratios are gateway / reference."""
     out: list[dict[str, Any]] = []
 
@@ -499,14 +636,25 @@ def targets(results: list[Result], cold: dict[str, Any]) -> list[dict[str, Any]]
         "requests_per_s",
         1.6,
     )
-    slow = find(results, "upstream-150ms", "gateway")
+    slow = find(results, SLOW_SCENARIO, "gateway")
     if slow is not None:
         out.append(
             {
-                "target": "p50 with 100/150 ms upstreams <= 165 ms (the slower one, not the sum)",
+                "target": "p50 with 100 and 150 ms upstreams <= 165 ms (the slower, not the sum)",
                 "value": round(slow.p50_ms, 1),
                 "bound": 165,
                 "met": slow.p50_ms <= 165,
+            }
+        )
+    if soaked:
+        out.append(
+            {
+                "target": f"soak: peak RSS per worker < {SOAK_RSS_LIMIT_MIB:.0f} MiB and flat "
+                f"(<= {SOAK_FLAT_MIB:.0f} MiB fitted growth over the last "
+                f"{soaked['trend_window_s']:.0f} s)",
+                "value": f"{soaked['peak_rss_mib']} MiB, {soaked['trend_growth_mib']:+} MiB",
+                "bound": SOAK_RSS_LIMIT_MIB,
+                "met": soaked["peak_rss_mib"] < SOAK_RSS_LIMIT_MIB and soaked["flat"],
             }
         )
     hits = cold.get("upstream_hits", {})
@@ -556,16 +704,19 @@ FastAPI {m["fastapi"]}, aiohttp {m["aiohttp"]}, {m["nginx"]}.
 Everything on 127.0.0.1. The providers are nginx answering their JSON (`bench/upstream_bodies.py`),
 or for the latency rows a small aiohttp server that sleeps first (`bench/slow_upstream.py`). The
 gateway runs `points-gateway serve --workers 1` (2 for the worker row) with auth disabled,
-the rate limit out of reach, SQLite, JSON request logs at `info` (its production default), one
-user linked to both programs through the API. *uncached*: `POINTS_CACHE__TTL=0`, every request
-asks both providers. *cached*: TTL 3600 s, every request is a cache hit. References:
+the rate limit out of reach, accounts in {report["store"]} (the compose/Kubernetes
+configuration; SQLite when no local PostgreSQL answers), JSON request logs at `info` (its
+production default, written to a file), one user linked to both programs through the API.
+*uncached*: `POINTS_CACHE__TTL=0`, every request asks both providers. *cached*: TTL 3600 s,
+every request is a cache hit. References:
 `reference-fanout` (FastAPI + uvicorn, the same two calls on one shared aiohttp session,
 `bench/reference_fanout.py`), `reference-static` (a FastAPI route answering a body the size of
 the gateway's, `bench/reference_static.py`), and nginx answering directly. Load:
 `wrk -t1 -c<c> -d{report["seconds"]}s --latency`, one 1 s warm-up per server. wrk, nginx and the
 servers share the {m["nproc"]} CPUs, so absolute numbers are lower than on a dedicated load
-generator; compare rows, not machines. The slow upstream is one Python process, so at c=50 it
-adds its own queueing to both the gateway and the reference. CPU per request is utime+stime of
+generator; compare rows, not machines. In `{SLOW_SCENARIO}` the slow upstream answers Benepia
+after 100 ms and GafaPay after 150 ms; it is one Python process, so at c=50 it adds its own
+queueing to both the gateway and the reference. CPU per request is utime+stime of
 the server's process tree (/proc) over the run divided by the requests
 served; RSS is the process tree's after the run.
 
@@ -580,13 +731,31 @@ Cold burst: {cold.get("requests", 0)} identical concurrent requests to a freshly
 ![throughput](perf-throughput.png)
 ![p99](perf-p99.png)
 
+{soak_text(report.get("soak") or {})}
+
 ## Issue 8 targets
 
 {chr(10).join(marks)}
 
-Ratios are gateway / reference; latency overhead is gateway p50 minus the upstream delay.
-"""
+Ratios are gateway / reference.
+
+{ANALYSIS.read_text() if ANALYSIS.exists() else ""}"""
     DOC.write_text(text)
+
+
+def soak_text(soaked: dict[str, Any]) -> str:
+    if not soaked:
+        return ""
+    return f"""## Soak
+
+{soaked["seconds"]} s of uncached load at c={soaked["concurrency"]} on one worker:
+{soaked["requests_per_s"]:,.0f} req/s, p50 {soaked["p50_ms"]} ms, p99 {soaked["p99_ms"]} ms,
+{soaked["errors"]} errors. RSS sampled every few seconds: peak {soaked["peak_rss_mib"]} MiB;
+fitted trend over the last {soaked["trend_window_s"]:.0f} s {soaked["trend_mib_per_min"]:+} MiB/min
+({soaked["trend_growth_mib"]:+} MiB over the window; flat: {soaked["flat"]}).
+
+![RSS during the soak](perf-soak-rss.png)
+"""
 
 
 def plot(report: dict[str, Any]) -> None:
@@ -621,6 +790,20 @@ def plot(report: dict[str, Any]) -> None:
         fig.tight_layout()
         fig.savefig(ROOT / "docs" / name, dpi=100)
         plt.close(fig)
+    soaked = report.get("soak") or {}
+    if soaked.get("samples"):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([t for t, _ in soaked["samples"]], [r for _, r in soaked["samples"]], marker=".")
+        ax.axhline(SOAK_RSS_LIMIT_MIB, color="grey", linestyle="--", label="target bound")
+        ax.set_ylim(0, SOAK_RSS_LIMIT_MIB * 1.1)
+        ax.set_xlabel("seconds into the soak")
+        ax.set_ylabel("worker RSS (MiB)")
+        ax.set_title("Gateway worker RSS under uncached load")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(ROOT / "docs" / "perf-soak-rss.png", dpi=100)
+        plt.close(fig)
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -638,8 +821,12 @@ def run(quick: bool) -> dict[str, Any]:
     nginx, wrk = ensure_tools()
     seconds = 3 if quick else 10
     levels = [1, 50] if quick else [1, 10, 50, 200]
+    soak_seconds = 30 if quick else SOAK_SECONDS
     bench = Bench(wrk, seconds)
     cold: dict[str, Any] = {}
+    soaked: dict[str, Any] = {}
+    store = open_store()
+    log(f"accounts in {store.label}")
     with tempfile.TemporaryDirectory(prefix="points-bench-") as tmpname:
         tmp = Path(tmpname)
         servers: list[Server] = []
@@ -648,7 +835,7 @@ def run(quick: bool) -> dict[str, Any]:
             ngx = start_nginx(nginx, tmp, placeholder)
             servers.append(ngx)
             # Cold burst first, on a fresh gateway with the cache on; then cached load on it.
-            cached = start_gateway(tmp, "gateway-cached", ngx.url, ttl=3600)
+            cached = start_gateway(tmp, "gateway-cached", ngx.url, store, ttl=3600)
             servers.append(cached)
             access = tmp / "nginx-access.log"
             access.write_text("")  # nginx keeps its fd; truncate in place
@@ -691,45 +878,47 @@ def run(quick: bool) -> dict[str, Any]:
                 bench.warm(ref, MERGED)
                 for c in levels:
                     bench.load("uncached", ref, MERGED, c)
-            with running(start_gateway(tmp, "gateway", ngx.url, ttl=0)) as gw:
+            with running(start_gateway(tmp, "gateway", ngx.url, store, ttl=0)) as gw:
                 bench.warm(gw, MERGED)
                 for c in levels:
                     bench.load("uncached", gw, MERGED, c)
                 bench.load("single-program", gw, SINGLE, 50)
-            with running(start_gateway(tmp, "gateway-2w", ngx.url, ttl=0, workers=2)) as gw:
+            with running(start_gateway(tmp, "gateway-2w", ngx.url, store, ttl=0, workers=2)) as gw:
                 bench.warm(gw, MERGED)
                 bench.load("uncached-2-workers", gw, MERGED, 50)
-            for delay_ms in (100, 150):
-                with running(start_slow(tmp, delay_ms / 1000)) as slow:
-                    with running(
-                        start_gateway(tmp, f"gateway-slow{delay_ms}", slow.url, ttl=0)
-                    ) as gw:
-                        gw.name = "gateway"
-                        bench.warm(gw, MERGED)
-                        bench.load(f"upstream-{delay_ms}ms", gw, MERGED, 50)
-                    with running(
-                        start_uvicorn(
-                            tmp,
-                            f"fanout-slow{delay_ms}",
-                            "bench.reference_fanout",
-                            {"BENCH_UPSTREAM": slow.url},
-                        )
-                    ) as ref:
-                        ref.name = "reference-fanout"
-                        bench.warm(ref, MERGED)
-                        bench.load(f"upstream-{delay_ms}ms", ref, MERGED, 50)
+            # Benepia 100 ms and GafaPay 150 ms at once: the answer should take the slower one.
+            with running(start_slow(tmp, 0.100, 0.150)) as slow:
+                with running(start_gateway(tmp, "gateway-slow", slow.url, store, ttl=0)) as gw:
+                    gw.name = "gateway"
+                    bench.warm(gw, MERGED)
+                    bench.load(SLOW_SCENARIO, gw, MERGED, 50)
+                with running(
+                    start_uvicorn(
+                        tmp, "fanout-slow", "bench.reference_fanout", {"BENCH_UPSTREAM": slow.url}
+                    )
+                ) as ref:
+                    ref.name = "reference-fanout"
+                    bench.warm(ref, MERGED)
+                    bench.load(SLOW_SCENARIO, ref, MERGED, 50)
+            with running(start_gateway(tmp, "gateway-soak", ngx.url, store, ttl=0)) as gw:
+                gw.name = "gateway"
+                bench.warm(gw, MERGED)
+                soaked = bench.soak(gw, MERGED, 50, soak_seconds)
         finally:
             for server in servers:
                 server.stop()
+            drop_store(store)
     results = [asdict(r) for r in bench.results]
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "quick": quick,
         "seconds": seconds,
+        "store": store.label,
         "machine": machine(),
         "results": results,
         "cold_burst": cold,
-        "targets": targets(bench.results, cold),
+        "soak": soaked,
+        "targets": targets(bench.results, cold, soaked),
     }
     write_report(report)
     plot(report)

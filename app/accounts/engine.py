@@ -26,8 +26,18 @@ def _sqlite_pragmas(timeout: float) -> Callable[[Any, object], None]:
     return apply
 
 
-def build_engine(url: str, *, timeout: float, pg_schema: str | None = None) -> AsyncEngine:
-    """An engine for `url` (sqlite+aiosqlite or postgresql+asyncpg; `pg_schema` isolates tests)."""
+def build_engine(
+    url: str, *, timeout: float, pg_schema: str | None = None, reader: bool = False
+) -> AsyncEngine:
+    """An engine for `url` (sqlite+aiosqlite or postgresql+asyncpg; `pg_schema` isolates tests).
+
+    A `reader` engine serves the per-request lookups: autocommit (no BEGIN/ROLLBACK round trips
+    around a single SELECT), no reset when a connection goes back to the pool, and no ping before
+    each checkout; a lookup that meets a dropped connection is retried once by the store instead.
+    """
+    tuning: dict[str, Any] = (
+        {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if reader else {}
+    )
     try:
         parsed = make_url(url)
     except Exception as exc:  # SQLAlchemy raises ArgumentError, or ValueError for bad ports
@@ -37,7 +47,7 @@ def build_engine(url: str, *, timeout: float, pg_schema: str | None = None) -> A
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            parsed, pool_timeout=timeout, connect_args={"timeout": timeout}
+            parsed, pool_timeout=timeout, connect_args={"timeout": timeout}, **tuning
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(timeout))
         return engine
@@ -46,15 +56,23 @@ def build_engine(url: str, *, timeout: float, pg_schema: str | None = None) -> A
             parsed = parsed.set(drivername="postgresql+asyncpg")
         return create_async_engine(
             parsed,
-            pool_size=10,
-            max_overflow=10,
+            # Lookups: a fixed pool and no overflow. Overflow connections are closed as soon as
+            # they are returned, so under steady load they were opened (TLS attempt, new
+            # prepared statements) and closed again for every few requests.
+            pool_size=20 if reader else 10,
+            max_overflow=0 if reader else 10,
             pool_timeout=timeout,
-            pool_pre_ping=True,
+            pool_pre_ping=not reader,
             connect_args={
                 "timeout": timeout,
                 "command_timeout": timeout,
-                "server_settings": {"search_path": pg_schema} if pg_schema else {},
+                # Named in pg_stat_activity, so an operator sees which pool a session is from.
+                "server_settings": {
+                    "application_name": "points-gateway lookups" if reader else "points-gateway",
+                    **({"search_path": pg_schema} if pg_schema else {}),
+                },
             },
+            **tuning,
         )
     raise ConfigurationError(
         f"POINTS_DATABASE_URL: unsupported database {backend!r} (use sqlite or postgresql)"

@@ -8,11 +8,12 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.schema import linked_accounts as t
@@ -22,6 +23,13 @@ from app.errors import CredentialsUnreadable, GatewayError, StoreUnavailable
 from app.providers.base import ConfigurationError
 
 log = logging.getLogger("points_gateway.accounts")
+# Built once: building and coercing a statement per request costs more than running it.
+_LINKED = select(t.c.provider, t.c.sealed).where(t.c.user_id == bindparam("user_id"))
+_ACCOUNTS = (
+    select(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
+    .where(t.c.user_id == bindparam("user_id"))
+    .order_by(t.c.provider)
+)
 FETCH_NOTE_INTERVAL = 60.0
 BACKSTOP = 1.0
 
@@ -57,8 +65,10 @@ class SqlAccountStore:
         account_models: Mapping[str, type[BaseModel]],
         *,
         timeout: float,
+        reader: AsyncEngine | None = None,
     ) -> None:
         self._engine = engine
+        self._reader = reader or engine
         self._keyring = keyring
         self._models = dict(account_models)
         self._timeout = timeout
@@ -90,11 +100,10 @@ class SqlAccountStore:
             )
 
     async def linked(self, user_id: str) -> Mapping[str, LinkedAccount]:
-        query = select(t.c.provider, t.c.sealed).where(t.c.user_id == user_id)
-        async with self._db("lookup"), self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._read("lookup", _LINKED, user_id)
         found: dict[str, LinkedAccount] = {}
-        for provider, sealed in rows:
+        for row in rows:
+            provider, sealed = row[0], row[1]
             model = self._models.get(provider)
             if model is not None:
                 found[provider] = self._open(user_id, provider, sealed, model)
@@ -117,13 +126,26 @@ class SqlAccountStore:
             )
 
     async def accounts(self, user_id: str) -> list[AccountInfo]:
-        query = (
-            select(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
-            .where(t.c.user_id == user_id)
-            .order_by(t.c.provider)
-        )
-        async with self._db("list"), self._engine.connect() as conn:
-            return [_info(*row) for row in (await conn.execute(query)).all()]
+        return [
+            _info(row[0], row[1], row[2], row[3], row[4])
+            for row in await self._read("list", _ACCOUNTS, user_id)
+        ]
+
+    async def _read(self, what: str, query: Select[Any], user_id: str) -> Sequence[Any]:
+        async with self._db(what):
+            for attempt in (1, 2):
+                try:
+                    async with self._reader.connect() as conn:
+                        rows: Sequence[Any] = (
+                            await conn.execute(query, {"user_id": user_id})
+                        ).all()
+                        return rows
+                except DBAPIError as exc:
+                    # The reader does not ping before each checkout; a connection the server
+                    # dropped (a restart) shows up here once, and the pool has replaced it.
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
+        raise AssertionError("unreachable")
 
     async def upsert(
         self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
@@ -205,3 +227,5 @@ class SqlAccountStore:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._engine.dispose()
+        if self._reader is not self._engine:
+            await self._reader.dispose()

@@ -106,7 +106,10 @@ def upstream_skipped(provider: str, reason: str) -> None:
 
 def cache_served(provider: str, *, stale: bool, age: float) -> None:
     """A balance was answered from the cache (fresh, or stale because the provider failed)."""
-    cache_log.info(
+    # A fresh hit is the normal fast path (counted in the metrics; logged at DEBUG so a cached
+    # answer costs one log line, the request's); a stale answer means a provider is failing.
+    cache_log.log(
+        logging.WARNING if stale else logging.DEBUG,
         "balance_from_cache",
         provider=provider,
         cache="stale" if stale else "hit",

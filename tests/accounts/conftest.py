@@ -39,10 +39,13 @@ async def _postgres_available() -> str | None:
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated, empty database of each backend (PostgreSQL: a schema of its own)."""
     if request.param == "sqlite":
-        db = build_engine(f"sqlite+aiosqlite:///{tmp_path}/accounts.db", timeout=5.0)
+        url = f"sqlite+aiosqlite:///{tmp_path}/accounts.db"
+        db = build_engine(url, timeout=5.0)
+        _READERS[db] = build_engine(url, timeout=5.0, reader=True)
         await upgrade(db)
         yield db
         await db.dispose()
+        await _READERS.pop(db).dispose()
         return
     reason = await _postgres_available()
     if reason is not None:
@@ -54,17 +57,21 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     async with admin.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     db = build_engine(PG_URL, timeout=5.0, pg_schema=schema)
+    _READERS[db] = build_engine(PG_URL, timeout=5.0, pg_schema=schema, reader=True)
     try:
         await upgrade(db)
         yield db
     finally:
         await db.dispose()
+        await _READERS.pop(db).dispose()
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
 
 
 StoreFactory = Callable[..., SqlAccountStore]
+# The engine for per-request lookups beside each database's engine, as the gateway builds them.
+_READERS: dict[AsyncEngine, AsyncEngine] = {}
 
 
 @pytest.fixture
@@ -73,6 +80,8 @@ def make_sql_store(engine: AsyncEngine) -> StoreFactory:
 
     def build(*keys: str, timeout: float = 5.0) -> SqlAccountStore:
         keyring = Keyring.parse(",".join(keys or (KEY_A,)))
-        return SqlAccountStore(engine, keyring, ACCOUNT_MODELS, timeout=timeout)
+        return SqlAccountStore(
+            engine, keyring, ACCOUNT_MODELS, timeout=timeout, reader=_READERS[engine]
+        )
 
     return build

@@ -656,3 +656,30 @@ async def test_running_the_migrations_again_is_a_no_op(
     assert [v[0] for v in versions] == ["0001"]
     assert await row_count(engine) == 1
     assert benepia_of((await store.linked("alice"))["benepia"]) == benepia()
+
+
+async def test_lookups_survive_the_server_dropping_every_connection(
+    engine: AsyncEngine, make_sql_store: StoreFactory
+) -> None:
+    """The lookup engine does not ping before each checkout; a dropped connection is retried."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("only a server can drop the pooled connections")
+    store = make_sql_store()
+    await link(store, "alice", "benepia", benepia())
+    assert set(await store.linked("alice")) == {"benepia"}  # the pool now holds a connection
+    admin = create_async_engine(PG_URL)
+    try:
+        async with admin.connect() as conn:
+            killed = await conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name = 'points-gateway lookups'"
+                )
+            )
+    finally:
+        await admin.dispose()
+    assert killed
+
+    assert set(await store.linked("alice")) == {"benepia"}
+    assert [i.provider for i in await store.accounts("alice")] == ["benepia"]

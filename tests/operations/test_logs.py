@@ -96,23 +96,42 @@ async def test_a_failing_attempt_and_its_retry_each_get_a_line(
     ]
     assert attempts == [(1, "upstream_error", 503, "warning"), (2, "ok", 200, "info")]
     (line,) = json_logs.events("request")
-    assert line["route"] == "/users/{user_id}/points/{provider}"
+    assert line["route"] == "/users/{user_id}/points/gafapay"
 
 
-async def test_a_cache_hit_is_logged_without_an_upstream_call(
+async def test_a_cache_hit_is_logged_at_debug_without_an_upstream_call(
     gateway_app: AppFactory, upstream: respx.MockRouter, json_logs: CapturedLogs
 ) -> None:
     mock_ok(upstream)
     settings = make_settings(cache={"ttl": 60, "stale_if_error": 0})
     async with serve_in_process(gateway_app(settings)) as client:
         first = await client.get("/users/alice/points/gafapay")
+        at_info = await client.get("/users/alice/points/gafapay")
+        logging.getLogger().setLevel(logging.DEBUG)
         second = await client.get("/users/alice/points/gafapay")
 
-    assert (first.json()["cached"], second.json()["cached"]) == (False, True)
+    assert [r.json()["cached"] for r in (first, at_info, second)] == [False, True, True]
     assert len(json_logs.events("upstream_call")) == 1
     (hit,) = json_logs.events("balance_from_cache")
+    assert hit["level"] == "debug"
     assert (hit["provider"], hit["cache"]) == ("gafapay", "hit")
     assert hit["request_id"] == second.headers["x-request-id"]
+
+
+async def test_a_stale_answer_is_logged_as_a_warning(
+    gateway_app: AppFactory, upstream: respx.MockRouter, json_logs: CapturedLogs
+) -> None:
+    gafapay = upstream.get(GAFAPAY_URL).mock(return_value=gafapay_ok())
+    settings = make_settings(cache={"ttl": 0, "stale_if_error": 600})
+    async with serve_in_process(gateway_app(settings)) as client:
+        fresh = await client.get("/users/alice/points/gafapay")
+        gafapay.mock(return_value=httpx.Response(500, json={"success": 0, "error": ["boom"]}))
+        stale = await client.get("/users/alice/points/gafapay")
+
+    assert (fresh.json()["stale"], stale.json()["stale"]) == (False, True)
+    (line,) = json_logs.events("balance_from_cache")
+    assert (line["level"], line["cache"], line["provider"]) == ("warning", "stale", "gafapay")
+    assert line["request_id"] == stale.headers["x-request-id"]
 
 
 async def test_the_request_line_names_the_authenticated_principal_only(
