@@ -10,6 +10,7 @@ from limits import parse as parse_limit
 from pydantic import BaseModel
 
 from app.accounts.engine import build_engine
+from app.accounts.lookups import open_lookups
 from app.accounts.migrate import schema_exists
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -97,8 +98,8 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
     url, timeout = settings.database_url_value(), settings.database_timeout
     engine = build_engine(url, timeout=timeout)
     models = {name: plugin.account_model for name, plugin in plan.plugins().items()}
-    reader = build_engine(url, timeout=timeout, reader=True)
-    store = SqlAccountStore(engine, plan.keyring, models, timeout=timeout, reader=reader)
+    lookups = open_lookups(url, timeout=timeout)
+    store = SqlAccountStore(engine, plan.keyring, models, timeout=timeout, lookups=lookups)
     try:
         if not await schema_exists(engine):
             await store.aclose()

@@ -8,14 +8,14 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Select, and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts.lookups import STORE_ERRORS, EngineLookups, Lookups
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.store import AccountInfo, LinkedAccount, reveal
@@ -23,8 +23,13 @@ from app.errors import CredentialsUnreadable, GatewayError, StoreUnavailable
 from app.providers.base import ConfigurationError
 
 log = logging.getLogger("points_gateway.accounts")
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    *STORE_ERRORS,
+    OSError,
+    TimeoutError,
+)
 # Built once: building and coercing a statement per request costs more than running it.
-_LINKED = select(t.c.provider, t.c.sealed).where(t.c.user_id == bindparam("user_id"))
 _ACCOUNTS = (
     select(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
     .where(t.c.user_id == bindparam("user_id"))
@@ -65,10 +70,10 @@ class SqlAccountStore:
         account_models: Mapping[str, type[BaseModel]],
         *,
         timeout: float,
-        reader: AsyncEngine | None = None,
+        lookups: Lookups | None = None,
     ) -> None:
         self._engine = engine
-        self._reader = reader or engine
+        self._lookups = lookups or EngineLookups(engine, owned=False)
         self._keyring = keyring
         self._models = dict(account_models)
         self._timeout = timeout
@@ -82,7 +87,7 @@ class SqlAccountStore:
             # mid-flight is only the backstop, since a cancelled SQLite call can outlive us.
             async with asyncio.timeout(self._timeout + BACKSTOP):
                 yield
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        except _UNAVAILABLE as exc:
             log.warning("account store unavailable during %s: %s", what, type(exc).__name__)
             raise StoreUnavailable(
                 "The account store did not answer; try again shortly.", retry_after=2
@@ -100,10 +105,10 @@ class SqlAccountStore:
             )
 
     async def linked(self, user_id: str) -> Mapping[str, LinkedAccount]:
-        rows = await self._read("lookup", _LINKED, user_id)
+        async with self._db("lookup"):
+            rows = await self._lookups.linked(user_id)
         found: dict[str, LinkedAccount] = {}
-        for row in rows:
-            provider, sealed = row[0], row[1]
+        for provider, sealed in rows:
             model = self._models.get(provider)
             if model is not None:
                 found[provider] = self._open(user_id, provider, sealed, model)
@@ -126,26 +131,9 @@ class SqlAccountStore:
             )
 
     async def accounts(self, user_id: str) -> list[AccountInfo]:
-        return [
-            _info(row[0], row[1], row[2], row[3], row[4])
-            for row in await self._read("list", _ACCOUNTS, user_id)
-        ]
-
-    async def _read(self, what: str, query: Select[Any], user_id: str) -> Sequence[Any]:
-        async with self._db(what):
-            for attempt in (1, 2):
-                try:
-                    async with self._reader.connect() as conn:
-                        rows: Sequence[Any] = (
-                            await conn.execute(query, {"user_id": user_id})
-                        ).all()
-                        return rows
-                except DBAPIError as exc:
-                    # The reader does not ping before each checkout; a connection the server
-                    # dropped (a restart) shows up here once, and the pool has replaced it.
-                    if attempt == 2 or not exc.connection_invalidated:
-                        raise
-        raise AssertionError("unreachable")
+        async with self._db("list"), self._engine.connect() as conn:
+            rows = (await conn.execute(_ACCOUNTS, {"user_id": user_id})).all()
+        return [_info(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
     async def upsert(
         self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
@@ -227,5 +215,4 @@ class SqlAccountStore:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._engine.dispose()
-        if self._reader is not self._engine:
-            await self._reader.dispose()
+        await self._lookups.aclose()

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.accounts.engine import build_engine
+from app.accounts.lookups import Lookups, open_lookups
 from app.accounts.migrate import upgrade
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -41,11 +42,11 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path}/accounts.db"
         db = build_engine(url, timeout=5.0)
-        _READERS[db] = build_engine(url, timeout=5.0, reader=True)
+        _LOOKUPS[db] = open_lookups(url, timeout=5.0)
         await upgrade(db)
         yield db
         await db.dispose()
-        await _READERS.pop(db).dispose()
+        await _LOOKUPS.pop(db).aclose()
         return
     reason = await _postgres_available()
     if reason is not None:
@@ -57,21 +58,21 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     async with admin.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     db = build_engine(PG_URL, timeout=5.0, pg_schema=schema)
-    _READERS[db] = build_engine(PG_URL, timeout=5.0, pg_schema=schema, reader=True)
+    _LOOKUPS[db] = open_lookups(PG_URL, timeout=5.0, pg_schema=schema)
     try:
         await upgrade(db)
         yield db
     finally:
         await db.dispose()
-        await _READERS.pop(db).dispose()
+        await _LOOKUPS.pop(db).aclose()
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
 
 
 StoreFactory = Callable[..., SqlAccountStore]
-# The engine for per-request lookups beside each database's engine, as the gateway builds them.
-_READERS: dict[AsyncEngine, AsyncEngine] = {}
+# The per-request lookup path beside each database's engine, as the gateway builds them.
+_LOOKUPS: dict[AsyncEngine, Lookups] = {}
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def make_sql_store(engine: AsyncEngine) -> StoreFactory:
     def build(*keys: str, timeout: float = 5.0) -> SqlAccountStore:
         keyring = Keyring.parse(",".join(keys or (KEY_A,)))
         return SqlAccountStore(
-            engine, keyring, ACCOUNT_MODELS, timeout=timeout, reader=_READERS[engine]
+            engine, keyring, ACCOUNT_MODELS, timeout=timeout, lookups=_LOOKUPS[engine]
         )
 
     return build

@@ -661,7 +661,7 @@ async def test_running_the_migrations_again_is_a_no_op(
 async def test_lookups_survive_the_server_dropping_every_connection(
     engine: AsyncEngine, make_sql_store: StoreFactory
 ) -> None:
-    """The lookup engine does not ping before each checkout; a dropped connection is retried."""
+    """Lookups do not ping before each query: a connection the server dropped is replaced."""
     if engine.dialect.name != "postgresql":
         pytest.skip("only a server can drop the pooled connections")
     store = make_sql_store()

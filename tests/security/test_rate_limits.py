@@ -52,13 +52,14 @@ def assert_rate_limited(response: httpx.Response) -> None:
     body = assert_problem(response, 429, "rate_limited")
     retry_after = response.headers["retry-after"]
     assert retry_after.isdigit(), retry_after
-    assert 1 <= int(retry_after) <= 60
+    # A sliding window: a full window's count fades over the next one, so up to two minutes.
+    assert 1 <= int(retry_after) <= 120
     assert body["retry_after"] == int(retry_after)
     assert response.headers["ratelimit-limit"] == "3"
     assert response.headers["ratelimit-remaining"] == "0"
     reset = response.headers["ratelimit-reset"]
     assert reset.isdigit(), reset
-    assert 1 <= int(reset) <= 60
+    assert 1 <= int(reset) <= 120
 
 
 async def test_fourth_request_of_a_principal_is_429(

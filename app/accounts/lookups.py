@@ -1,0 +1,129 @@
+"""The per-request account lookup: the one query every points request makes, kept cheap.
+
+On PostgreSQL it runs on a plain asyncpg pool rather than through SQLAlchemy: measured on these
+machines at 50 concurrent lookups, about 110 µs of CPU per query against 270-360 µs through the
+SQLAlchemy async engine (pool checkout, greenlet hand-off, execution context), a sixth of a whole
+request's CPU. Everything else in the store stays on SQLAlchemy. The SQL is compiled from the
+same table definition, so the two cannot drift apart.
+
+Both forms skip per-checkout pings and transactions (one autocommit SELECT); a connection the
+server dropped shows up as an error on first use, and the lookup is retried once on a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.accounts.engine import build_engine
+from app.accounts.schema import linked_accounts as t
+
+LINKED = select(t.c.provider, t.c.sealed).where(t.c.user_id == bindparam("user_id"))
+POOL_SIZE = 20
+APPLICATION_NAME = "points-gateway lookups"
+# What a dropped or unusable connection raises (a server restart, an idle timeout).
+_DISCONNECTED = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,  # the server ended this session (pg_terminate_backend, restart)
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+)
+STORE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+"""asyncpg's own errors, which the store maps to `store_unavailable` like SQLAlchemy's."""
+
+
+class Lookups(Protocol):
+    """Rows of (provider, sealed) for one user."""
+
+    async def linked(self, user_id: str) -> Sequence[tuple[str, str]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EngineLookups:
+    """Through a SQLAlchemy engine (SQLite; any engine in tests)."""
+
+    def __init__(self, engine: AsyncEngine, *, owned: bool) -> None:
+        self._engine = engine
+        self._owned = owned
+
+    async def linked(self, user_id: str) -> Sequence[tuple[str, str]]:
+        for attempt in (1, 2):
+            try:
+                async with self._engine.connect() as conn:
+                    result = await conn.execute(LINKED, {"user_id": user_id})
+                    return [(row[0], row[1]) for row in result]
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._engine.dispose()
+
+
+class AsyncpgLookups:
+    """Through an asyncpg pool of its own (PostgreSQL), opened on first use."""
+
+    def __init__(self, dsn: str, *, timeout: float, pg_schema: str | None = None) -> None:
+        self._dsn = dsn
+        self._timeout = timeout
+        self._settings = {"application_name": APPLICATION_NAME}
+        if pg_schema:
+            self._settings["search_path"] = pg_schema
+        dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+        self._sql = str(LINKED.compile(dialect=dialect))
+        self._pool: asyncpg.Pool[Any] | None = None
+        self._opening = asyncio.Lock()
+
+    async def _get_pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    # min_size 0: opening connects to nothing, so a database that is down at
+                    # start-up only fails the lookups (503), as with the SQLAlchemy engine.
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=POOL_SIZE,
+                        timeout=self._timeout,
+                        command_timeout=self._timeout,
+                        server_settings=self._settings,
+                    )
+        return self._pool
+
+    async def linked(self, user_id: str) -> Sequence[tuple[str, str]]:
+        pool = await self._get_pool()
+        for attempt in (1, 2):
+            try:
+                async with pool.acquire(timeout=self._timeout) as conn:
+                    rows = await conn.fetch(self._sql, user_id, timeout=self._timeout)
+                    return [(row[0], row[1]) for row in rows]
+            except _DISCONNECTED:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+def open_lookups(url: str, *, timeout: float, pg_schema: str | None = None) -> Lookups:
+    """The lookup path for a database URL (built like `build_engine`'s, without I/O)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        return AsyncpgLookups(dsn, timeout=timeout, pg_schema=pg_schema)
+    return EngineLookups(build_engine(url, timeout=timeout, reader=True), owned=True)
