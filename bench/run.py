@@ -35,9 +35,22 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 DOC = ROOT / "docs" / "performance.md"
 # Hand-written findings appended to the generated page (what the profile showed, what changed).
 ANALYSIS = ROOT / "bench" / "analysis.md"
-USER = "bench-user"
+# The load spreads over many linked users, as a gateway's traffic does: with one user every
+# concurrent request would join the same single-flight fetch, which flatters upstream counts and
+# releases answers in bursts. The cold burst alone asks for one user (that is its point).
+USERS = 500
+USER = "bench-user-0000"
 MERGED = f"/users/{USER}/points"
-SINGLE = f"/users/{USER}/points/gafapay"
+ROTATING = "/users/{user}/points"
+SINGLE = "/users/{user}/points/gafapay"
+_LUA = """
+local n = 0
+request = function()
+  n = n + 1
+  local user = string.format("bench-user-%04d", n % USERS)
+  return wrk.format("GET", string.format("PATH", user))
+end
+"""
 HOST = "127.0.0.1"
 SLOW_SCENARIO = "upstreams-100-150ms"
 SOAK_SECONDS = 300
@@ -47,6 +60,27 @@ SOAK_RSS_LIMIT_MIB = 150.0
 # "Flat": RSS grew by at most this much over the trend window (a fitted line, not two samples).
 SOAK_FLAT_MIB = 3.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def lua_for(template: str, tmp: Path) -> Path:
+    """A wrk script cycling `{user}` in `template` over the bench users."""
+    script = tmp / f"rotate-{template.strip('/').replace('/', '-').strip('{}')}.lua"
+    lua = _LUA.replace("USERS", str(USERS)).replace("PATH", template.replace("{user}", "%s"))
+    script.write_text(lua)
+    return script
+
+
+def bench_accounts() -> dict[str, dict[str, dict[str, str]]]:
+    from bench.upstream_bodies import CURRENCY, GAFAPAY_USER
+
+    # GafaPay's stand-in answers for one identity, so every bench user links that one.
+    return {
+        f"bench-user-{n:04d}": {
+            "benepia": {"benepia_user": f"bench.user{n}", "benepia_password": "bench-password"},
+            "gafapay": {"gafapay_user_id": GAFAPAY_USER, "currency_id": CURRENCY},
+        }
+        for n in range(USERS)
+    }
 
 
 def log(message: str) -> None:
@@ -186,7 +220,7 @@ http {{
         location = /users/getToken {{ return 200 '{token}'; }}
         location = /benepia/point {{ return 200 '{benepia}'; }}
         location = /gafapay/v3/reward_promotion/user_points {{ return 200 '{gafapay}'; }}
-        location = {merged} {{ return 200 '{static}'; }}
+        location ~ ^/users/[^/]+/points$ {{ return 200 '{static}'; }}
     }}
 }}
 """
@@ -205,7 +239,6 @@ def start_nginx(nginx: str, tmp: Path, static_body: str) -> Server:
             token=GET_TOKEN,
             benepia=BENEPIA_POINT,
             gafapay=GAFAPAY_POINTS,
-            merged=MERGED,
             static=static_body,
         )
     )
@@ -216,12 +249,13 @@ def start_nginx(nginx: str, tmp: Path, static_body: str) -> Server:
     return Server("nginx", proc, url)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Store:
     """Where every gateway of the run keeps its accounts, and the one sealing key they share."""
 
     url: str | None  # None: SQLite in each gateway's data dir
     key: str
+    imported: bool = False  # the shared PostgreSQL database needs the accounts only once
 
     @property
     def label(self) -> str:
@@ -303,24 +337,26 @@ def gateway_env(tmp: Path, name: str, upstream: str, ttl: float, store: Store) -
 def start_gateway(
     tmp: Path, name: str, upstream: str, store: Store, *, ttl: float, workers: int = 1
 ) -> Server:
-    from bench.upstream_bodies import CURRENCY, GAFAPAY_USER
-
     env = gateway_env(tmp, name, upstream, ttl, store)
     exe = str(VENV_BIN / "points-gateway")
     subprocess.run([exe, "db", "upgrade"], env=env, check=True, timeout=120, capture_output=True)
+    accounts = tmp / "accounts.json"
+    if not accounts.exists():
+        accounts.write_text(json.dumps(bench_accounts()))
+    if not store.imported:
+        subprocess.run(
+            [exe, "accounts", "import", str(accounts)],
+            env=env,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+        store.imported = store.url is not None
     port = free_port()
     argv = [exe, "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     proc = spawn(name, argv, env, tmp)
     url = f"http://{HOST}:{port}"
     wait_http(f"{url}/healthz", proc=proc)
-    accounts = {
-        "benepia": {"benepia_user": "bench.user", "benepia_password": "bench-password"},
-        "gafapay": {"gafapay_user_id": GAFAPAY_USER, "currency_id": CURRENCY},
-    }
-    for provider, body in accounts.items():
-        status, _ = http("PUT", f"{url}/users/{USER}/accounts/{provider}", body)
-        if status not in (200, 201):
-            raise RuntimeError(f"linking {provider} answered {status}")
     return Server(name, proc, url)
 
 
@@ -408,7 +444,14 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
 class Bench:
     wrk: str
     seconds: int
+    tmp: Path
     results: list[Result] = field(default_factory=list)
+
+    def target(self, server: Server, path: str) -> list[str]:
+        """wrk's last arguments: the URL, with a script rotating users for a `{user}` path."""
+        if "{user}" not in path:
+            return [f"{server.url}{path}"]
+        return ["-s", str(lua_for(path, self.tmp)), f"{server.url}/"]
 
     def load(
         self,
@@ -429,7 +472,7 @@ class Bench:
             "--timeout",
             "10s",
             "--latency",
-            f"{server.url}{path}",
+            *self.target(server, path),
         ]
         out = subprocess.run(
             argv, capture_output=True, text=True, check=True, timeout=duration + 30
@@ -463,7 +506,7 @@ class Bench:
         log(f"soak: {seconds} s at c={c}, RSS every {SOAK_SAMPLE_EVERY:.0f} s")
         argv = [self.wrk, "-t1", f"-c{c}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
         load = subprocess.Popen(
-            [*argv, f"{server.url}{path}"],
+            [*argv, *self.target(server, path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -506,7 +549,7 @@ class Bench:
 
     def warm(self, server: Server, path: str) -> None:
         subprocess.run(
-            [self.wrk, "-t1", "-c10", "-d1s", f"{server.url}{path}"],
+            [self.wrk, "-t1", "-c10", "-d1s", *self.target(server, path)],
             capture_output=True,
             check=True,
             timeout=30,
@@ -523,6 +566,20 @@ def _slope(points: list[tuple[float, float]]) -> float:
     var = sum((t - mean_t) ** 2 for t, _ in points)
     cov = sum((t - mean_t) * (v - mean_v) for t, v in points)
     return cov / var if var else 0.0
+
+
+async def _prefill(base: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20)) as session:
+
+        async def one(n: int) -> None:
+            async with session.get(f"{base}/users/bench-user-{n:04d}/points") as answer:
+                await answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(f"prefill answered {answer.status}")
+
+        await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(USERS))), timeout=120)
 
 
 async def _burst(url: str, n: int) -> list[int]:
@@ -706,7 +763,9 @@ or for the latency rows a small aiohttp server that sleeps first (`bench/slow_up
 gateway runs `points-gateway serve --workers 1` (2 for the worker row) with auth disabled,
 the rate limit out of reach, accounts in {report["store"]} (the compose/Kubernetes
 configuration; SQLite when no local PostgreSQL answers), JSON request logs at `info` (its
-production default, written to a file), one user linked to both programs through the API.
+production default, written to a file). {USERS} users are each linked to both programs
+(`points-gateway accounts import`) and wrk cycles through them with a Lua script, as a gateway's
+traffic spreads over users; only the cold burst asks for one user.
 *uncached*: `POINTS_CACHE__TTL=0`, every request asks both providers. *cached*: TTL 3600 s,
 every request is a cache hit. References:
 `reference-fanout` (FastAPI + uvicorn, the same two calls on one shared aiohttp session,
@@ -822,13 +881,13 @@ def run(quick: bool) -> dict[str, Any]:
     seconds = 3 if quick else 10
     levels = [1, 50] if quick else [1, 10, 50, 200]
     soak_seconds = 30 if quick else SOAK_SECONDS
-    bench = Bench(wrk, seconds)
     cold: dict[str, Any] = {}
     soaked: dict[str, Any] = {}
     store = open_store()
     log(f"accounts in {store.label}")
     with tempfile.TemporaryDirectory(prefix="points-bench-") as tmpname:
         tmp = Path(tmpname)
+        bench = Bench(wrk, seconds, tmp)
         servers: list[Server] = []
         try:
             placeholder = '{"points":[]}'
@@ -851,15 +910,16 @@ def run(quick: bool) -> dict[str, Any]:
             static_file = tmp / "static.json"
             static_file.write_bytes(body)
             cached.name = "gateway"
-            bench.warm(cached, MERGED)
-            bench.load("cached", cached, MERGED, 50)
+            asyncio.run(_prefill(cached.url))  # every user's balances in the cache
+            bench.warm(cached, ROTATING)
+            bench.load("cached", cached, ROTATING, 50)
             cached.stop()
             # nginx again, now answering the gateway-sized body directly too.
             ngx.stop()
             ngx = start_nginx(nginx, tmp, body.decode().replace("'", ""))
             servers.append(ngx)
-            bench.warm(ngx, MERGED)
-            bench.load("static", ngx, MERGED, 50)
+            bench.warm(ngx, ROTATING)
+            bench.load("static", ngx, ROTATING, 50)
             with running(
                 start_uvicorn(
                     tmp,
@@ -868,42 +928,42 @@ def run(quick: bool) -> dict[str, Any]:
                     {"BENCH_STATIC_BODY": str(static_file)},
                 )
             ) as ref:
-                bench.warm(ref, MERGED)
-                bench.load("static", ref, MERGED, 50)
+                bench.warm(ref, ROTATING)
+                bench.load("static", ref, ROTATING, 50)
             with running(
                 start_uvicorn(
                     tmp, "reference-fanout", "bench.reference_fanout", {"BENCH_UPSTREAM": ngx.url}
                 )
             ) as ref:
-                bench.warm(ref, MERGED)
+                bench.warm(ref, ROTATING)
                 for c in levels:
-                    bench.load("uncached", ref, MERGED, c)
+                    bench.load("uncached", ref, ROTATING, c)
             with running(start_gateway(tmp, "gateway", ngx.url, store, ttl=0)) as gw:
-                bench.warm(gw, MERGED)
+                bench.warm(gw, ROTATING)
                 for c in levels:
-                    bench.load("uncached", gw, MERGED, c)
+                    bench.load("uncached", gw, ROTATING, c)
                 bench.load("single-program", gw, SINGLE, 50)
             with running(start_gateway(tmp, "gateway-2w", ngx.url, store, ttl=0, workers=2)) as gw:
-                bench.warm(gw, MERGED)
-                bench.load("uncached-2-workers", gw, MERGED, 50)
+                bench.warm(gw, ROTATING)
+                bench.load("uncached-2-workers", gw, ROTATING, 50)
             # Benepia 100 ms and GafaPay 150 ms at once: the answer should take the slower one.
             with running(start_slow(tmp, 0.100, 0.150)) as slow:
                 with running(start_gateway(tmp, "gateway-slow", slow.url, store, ttl=0)) as gw:
                     gw.name = "gateway"
-                    bench.warm(gw, MERGED)
-                    bench.load(SLOW_SCENARIO, gw, MERGED, 50)
+                    bench.warm(gw, ROTATING)
+                    bench.load(SLOW_SCENARIO, gw, ROTATING, 50)
                 with running(
                     start_uvicorn(
                         tmp, "fanout-slow", "bench.reference_fanout", {"BENCH_UPSTREAM": slow.url}
                     )
                 ) as ref:
                     ref.name = "reference-fanout"
-                    bench.warm(ref, MERGED)
-                    bench.load(SLOW_SCENARIO, ref, MERGED, 50)
+                    bench.warm(ref, ROTATING)
+                    bench.load(SLOW_SCENARIO, ref, ROTATING, 50)
             with running(start_gateway(tmp, "gateway-soak", ngx.url, store, ttl=0)) as gw:
                 gw.name = "gateway"
-                bench.warm(gw, MERGED)
-                soaked = bench.soak(gw, MERGED, 50, soak_seconds)
+                bench.warm(gw, ROTATING)
+                soaked = bench.soak(gw, ROTATING, 50, soak_seconds)
         finally:
             for server in servers:
                 server.stop()

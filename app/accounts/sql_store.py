@@ -29,6 +29,11 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+_NOTE_FETCH = (
+    update(t)
+    .where(and_(t.c.user_id == bindparam("u"), t.c.provider == bindparam("p")))
+    .values(last_fetch_at=bindparam("at"))
+)
 # Built once: building and coercing a statement per request costs more than running it.
 _ACCOUNTS = (
     select(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
@@ -36,6 +41,7 @@ _ACCOUNTS = (
     .order_by(t.c.provider)
 )
 FETCH_NOTE_INTERVAL = 60.0
+FETCH_NOTE_DELAY = 0.5  # how long notes of fetches gather before one write records them all
 BACKSTOP = 1.0
 
 
@@ -71,6 +77,7 @@ class SqlAccountStore:
         *,
         timeout: float,
         lookups: Lookups | None = None,
+        fetch_note_delay: float = FETCH_NOTE_DELAY,
     ) -> None:
         self._engine = engine
         self._lookups = lookups or EngineLookups(engine, owned=False)
@@ -79,6 +86,9 @@ class SqlAccountStore:
         self._timeout = timeout
         self._noted: dict[tuple[str, str], float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._pending: dict[tuple[str, str], datetime] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._note_delay = fetch_note_delay
 
     @asynccontextmanager
     async def _db(self, what: str) -> AsyncIterator[None]:
@@ -171,6 +181,7 @@ class SqlAccountStore:
         async with self._db("unlink"), self._engine.begin() as conn:
             result = await conn.execute(statement)
         self._noted.pop((user_id, provider), None)
+        self._pending.pop((user_id, provider), None)
         return bool(result.rowcount)
 
     def note_fetched(self, user_id: str, providers: Sequence[str]) -> None:
@@ -184,21 +195,31 @@ class SqlAccountStore:
             return
         if len(self._noted) > 100_000:
             self._noted.clear()  # a throttle, not a record: forgetting only costs a write
+        at = datetime.now(UTC)
         for provider in due:
             self._noted[(user_id, provider)] = now
-        task = asyncio.get_running_loop().create_task(self._write_fetched(user_id, due))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+            self._pending[(user_id, provider)] = at
+        # Batched: one write per flush for every account noted meanwhile. One transaction per
+        # fetch cost more CPU than the fetch itself once traffic spread over many users.
+        if self._flusher is None:
+            task = asyncio.get_running_loop().create_task(self._flush_later())
+            self._flusher = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    async def _write_fetched(self, user_id: str, providers: list[str]) -> None:
-        statement = (
-            update(t)
-            .where(and_(t.c.user_id == user_id, t.c.provider.in_(providers)))
-            .values(last_fetch_at=datetime.now(UTC))
-        )
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._note_delay)
+        self._flusher = None  # notes from now on start the next flush
+        await self._flush_fetched()
+
+    async def _flush_fetched(self) -> None:
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        rows = [{"u": user, "p": provider, "at": at} for (user, provider), at in batch.items()]
         try:
             async with self._db("note fetch"), self._engine.begin() as conn:
-                await conn.execute(statement)
+                await conn.execute(_NOTE_FETCH, rows)
         except StoreUnavailable:
             pass  # a best-effort fact; the next successful fetch writes it again
 
@@ -212,7 +233,11 @@ class SqlAccountStore:
             return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
 
     async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()  # no need to wait out its delay: flushed just below
+            self._flusher = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self._flush_fetched()
         await self._engine.dispose()
         await self._lookups.aclose()

@@ -10,6 +10,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
+from app.outbound.client import RequestMaker
 from app.providers.base import (
     CallContext,
     ProviderBalance,
@@ -84,6 +85,8 @@ class BenepiaProvider:
     ) -> None:
         self._settings = settings
         self._client = client
+        self._requests = RequestMaker(client)
+        self._point_url = self._requests.url("/benepia/point")
         self._max_bytes = max_response_bytes
         self.tokens = IamportTokenManager(
             client=client,
@@ -133,8 +136,8 @@ class BenepiaProvider:
             body["channel_key"] = self._settings.channel_key
         elif self._settings.pg:
             body["pg"] = self._settings.pg
-        return self._client.build_request(
-            "POST", "/benepia/point", json=body, headers={"authorization": f"Bearer {token}"}
+        return self._requests.request(
+            "POST", self._point_url, json_body=body, headers={"authorization": f"Bearer {token}"}
         )
 
     def _balance(self, reply: Reply) -> ProviderBalance:

@@ -11,6 +11,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
+from app.outbound.client import RequestMaker
 from app.providers.base import CallContext, ProviderBalance, ProviderDeps, ProviderPlugin, expect
 from app.providers.exchange import (
     Reply,
@@ -110,6 +111,8 @@ class GafapayProvider:
     ) -> None:
         self._settings = settings
         self._client = client
+        self._requests = RequestMaker(client)
+        self._points_url = self._requests.url(POINTS_PATH)
         self._max_bytes = max_response_bytes
         self._tokens = tokens or StaticTokenSource(settings.token)
 
@@ -124,9 +127,9 @@ class GafapayProvider:
     async def fetch_balance(self, account: BaseModel, call: CallContext) -> ProviderBalance:
         """Query the account's balance; `success` decides, never the HTTP status alone."""
         gafapay = expect(GafapayAccount, account)
-        request = self._client.build_request(
+        request = self._requests.request(
             "GET",
-            POINTS_PATH,
+            self._points_url,
             params={"user_id": gafapay.gafapay_user_id, "currency_id": gafapay.currency_id},
             headers={
                 "authorization": f"Token {await self._tokens.token_for(gafapay)}",
