@@ -107,7 +107,7 @@ class BalanceFetcher:
             )
             for name in registry.names()
         }
-        self._flights: SingleFlight[ProviderBalance] = SingleFlight()
+        self._flights: SingleFlight[ProviderBalance] = SingleFlight(clock)
         self._generations: dict[str, int] = {}
 
     def breaker(self, provider: str) -> CircuitBreaker:
@@ -147,6 +147,7 @@ class BalanceFetcher:
                     lambda: self._fetch_and_cache(
                         key, generation, provider, account, call, budget, cache
                     ),
+                    ends_at=self._clock() + max(budget, 0),
                 )
         except (TimeoutError, ProviderError) as exc:
             error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
@@ -213,7 +214,8 @@ class BalanceFetcher:
         cache: events.CacheState,
     ) -> ProviderBalance:
         # The shared call lives as long as the caller that started it waits, so no upstream call
-        # outlives every deadline; a later caller with more time left joins it as it is.
+        # outlives every deadline; a later caller joins it as it is (SingleFlight starts a new
+        # call rather than hand a newcomer one about to be cut off).
         balance = await self._within(
             provider, budget, self._guarded(provider, account, call, budget, cache)
         )

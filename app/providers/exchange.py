@@ -19,6 +19,7 @@ from app.errors import (
     UpstreamUnreachable,
 )
 from app.observability.events import note_upstream_status
+from app.outbound.client import ProviderClient
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_RETRY_AFTER = 3600
@@ -39,7 +40,10 @@ async def exchange(
 ) -> Reply:
     """Send `request`; map transport failures to provider errors; refuse bodies over `max_bytes`."""
     try:
-        response = await client.send(request, stream=True)
+        if isinstance(client, ProviderClient):
+            response = await client.send_direct(request)
+        else:
+            response = await client.send(request, stream=True)
         note_upstream_status(response.status_code)  # for the attempt's log line and span
         try:
             declared = response.headers.get("content-length", "")

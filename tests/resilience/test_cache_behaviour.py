@@ -613,3 +613,34 @@ async def test_store_down_does_not_serve_another_users_cache(upstream: respx.Moc
         r = await client.get("/users/carol/points")
     assert r.status_code == 503, r.text
     assert r.json()["code"] == "store_unavailable"
+
+
+async def test_unit_a_call_about_to_be_cut_off_is_not_joined() -> None:
+    """A newcomer must not inherit the end of a call started under someone else's deadline."""
+    now = [100.0]
+    flights: SingleFlight[int] = SingleFlight(clock=lambda: now[0])
+    gates = [asyncio.Event(), asyncio.Event()]
+    started = 0
+
+    async def call() -> int:
+        nonlocal started
+        started += 1
+        mine = started
+        await gates[mine - 1].wait()
+        return mine
+
+    first = asyncio.create_task(flights.do("k", call, ends_at=101.0))
+    joined = asyncio.create_task(flights.do("k", call, ends_at=105.0))  # 1 s left: joins
+    for _ in range(3):  # the callers, then the call they started
+        await asyncio.sleep(0)
+    assert started == 1
+    now[0] = 100.98  # 20 ms left on the first call
+    fresh = asyncio.create_task(flights.do("k", call, ends_at=105.0))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert started == 2
+    gates[1].set()
+    assert await fresh == 2
+    gates[0].set()
+    assert (await first, await joined) == (1, 1)
+    assert flights.in_flight() == 0
