@@ -36,9 +36,16 @@ _DISCONNECTED = (
     asyncpg.AdminShutdownError,  # the server ended this session (pg_terminate_backend, restart)
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
+    # The server's goodbye can land while a query is being sent on that connection; asyncpg
+    # then reports its own protocol state, not the disconnect.
+    asyncpg.InternalClientError,
     ConnectionError,
 )
-STORE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 """asyncpg's own errors, which the store maps to `store_unavailable` like SQLAlchemy's."""
 
 
