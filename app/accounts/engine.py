@@ -31,9 +31,9 @@ def build_engine(
 ) -> AsyncEngine:
     """An engine for `url` (sqlite+aiosqlite or postgresql+asyncpg; `pg_schema` isolates tests).
 
-    A `reader` engine serves the per-request lookups: autocommit (no BEGIN/ROLLBACK round trips
-    around a single SELECT), no reset when a connection goes back to the pool, and no ping before
-    each checkout; a lookup that meets a dropped connection is retried once by the store instead.
+    A `reader` engine serves SQLite's per-request lookups (PostgreSQL's run on asyncpg, see
+    `app.accounts.lookups`): autocommit, so no BEGIN/ROLLBACK around a single SELECT, and no
+    reset when a connection goes back to the pool.
     """
     tuning: dict[str, Any] = (
         {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if reader else {}
@@ -56,23 +56,19 @@ def build_engine(
             parsed = parsed.set(drivername="postgresql+asyncpg")
         return create_async_engine(
             parsed,
-            # Lookups: a fixed pool and no overflow. Overflow connections are closed as soon as
-            # they are returned, so under steady load they were opened (TLS attempt, new
-            # prepared statements) and closed again for every few requests.
-            pool_size=20 if reader else 10,
-            max_overflow=0 if reader else 10,
+            pool_size=10,
+            max_overflow=10,
             pool_timeout=timeout,
-            pool_pre_ping=not reader,
+            pool_pre_ping=True,
             connect_args={
                 "timeout": timeout,
                 "command_timeout": timeout,
-                # Named in pg_stat_activity, so an operator sees which pool a session is from.
+                # Named in pg_stat_activity, beside the lookups' "points-gateway lookups".
                 "server_settings": {
-                    "application_name": "points-gateway lookups" if reader else "points-gateway",
+                    "application_name": "points-gateway",
                     **({"search_path": pg_schema} if pg_schema else {}),
                 },
             },
-            **tuning,
         )
     raise ConfigurationError(
         f"POINTS_DATABASE_URL: unsupported database {backend!r} (use sqlite or postgresql)"
