@@ -8,6 +8,9 @@ same table definition, so the two cannot drift apart.
 
 Both forms skip per-checkout pings and transactions (one autocommit SELECT); a connection the
 server dropped shows up as an error on first use, and the lookup is retried once on a new one.
+The asyncpg pool also skips its reset on release (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+UNLISTEN *; RESET ALL`), a second round trip per lookup: these connections only ever run that
+one SELECT, so there is no session state to reset.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ class EngineLookups:
             await self._engine.dispose()
 
 
+async def _keep_session(_: asyncpg.Connection[Any]) -> None:
+    """Nothing to reset: a lookup connection never takes a lock, opens a cursor or sets state."""
+
+
 class AsyncpgLookups:
     """Through an asyncpg pool of its own (PostgreSQL), opened on first use."""
 
@@ -107,6 +114,7 @@ class AsyncpgLookups:
                         timeout=self._timeout,
                         command_timeout=self._timeout,
                         server_settings=self._settings,
+                        reset=_keep_session,
                     )
         return self._pool
 

@@ -10,16 +10,14 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from app.api.deps import GatewayDep
+from app.api.deps import Asking, GatewayDep
 from app.api.docs import problems
 from app.api.params import PERSONAL, UserId
 from app.api.security_deps import READ_ACCOUNTS
 from app.errors import AccountNotLinked, InvalidRequest
 from app.gateway import Gateway
-from app.points.aggregator import QueryOptions
 from app.points.models import Balance
 from app.problems import instance_of, problem_response
-from app.providers.base import CallContext
 from app.request_context import request_id_of
 
 router = APIRouter(tags=["accounts"])
@@ -75,15 +73,14 @@ async def link(
     provider: str,
     fields: dict[str, object],
     request: Request,
-    gateway: Gateway,
-    call: CallContext,
-    options: QueryOptions,
+    asking: Asking,
     verify: bool,
 ) -> Response:
     """Store the account's credentials (sealed); idempotent. Secrets are write-only."""
+    gateway = asking.gateway
     account = _parse_account(gateway, provider, fields)
     if verify:
-        entry = await gateway.aggregator.one_shot(provider, account, call, options)
+        entry = await gateway.aggregator.one_shot(provider, account, asking.call, asking.options)
         failed = _failure(request, entry)
         if failed is not None:
             return failed
@@ -105,13 +102,12 @@ async def query_once(
     provider: str,
     fields: dict[str, object],
     request: Request,
-    gateway: Gateway,
-    call: CallContext,
-    options: QueryOptions,
+    asking: Asking,
 ) -> Response:
     """One program's balance for the account in the body; nothing of it is kept."""
+    gateway = asking.gateway
     account = _parse_account(gateway, provider, fields)
-    entry = await gateway.aggregator.one_shot(provider, account, call, options)
+    entry = await gateway.aggregator.one_shot(provider, account, asking.call, asking.options)
     failed = _failure(request, entry)
     if failed is not None:
         return failed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,14 +25,29 @@ async def get_gateway(request: Request) -> Gateway:
     return gateway
 
 
-async def get_call_context(request: Request) -> CallContext:
-    """What adapters may pass upstream about this request."""
-    return CallContext(request_id=request_id_of(request.scope) or new_request_id())
+@dataclass(frozen=True, slots=True)
+class Asking:
+    """What a route that asks providers needs: the gateway, the call context and the options.
+
+    One dependency rather than three: FastAPI spends about 15 µs solving each dependency of
+    each request, and these three are always wanted together.
+    """
+
+    gateway: Gateway
+    call: CallContext
+    options: QueryOptions
 
 
-async def get_query_options(request: Request) -> QueryOptions:
+async def get_asking(request: Request) -> Asking:
+    """The gateway, what adapters may pass upstream, and how the request wants its answer."""
+    gateway = await get_gateway(request)
+    call = CallContext(request_id=request_id_of(request.scope) or new_request_id())
+    return Asking(gateway, call, query_options(request, gateway))
+
+
+def query_options(request: Request, gateway: Gateway) -> QueryOptions:
     """The request's deadline (lowered by `Request-Timeout`) and cache wish (`no-cache`)."""
-    settings = (await get_gateway(request)).settings
+    settings = gateway.settings
     deadline = settings.request_deadline
     raw = request.headers.get("request-timeout")
     if raw is not None:
@@ -47,5 +63,4 @@ async def get_query_options(request: Request) -> QueryOptions:
 
 
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
-CallDep = Annotated[CallContext, Depends(get_call_context)]
-OptionsDep = Annotated[QueryOptions, Depends(get_query_options)]
+AskingDep = Annotated[Asking, Depends(get_asking)]

@@ -8,17 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api.deps import CallDep, GatewayDep, OptionsDep
+from app.api.deps import Asking, AskingDep
 from app.api.docs import points_examples, problems
 from app.api.params import PERSONAL, UserId
 from app.api.security_deps import READ_POINTS
 from app.errors import InvalidRequest
-from app.gateway import Gateway
-from app.points.aggregator import QueryOptions
 from app.points.models import PointsAnswer, PointsProblem
 from app.points.status_policy import failure_problem
 from app.problems import instance_of, problem_response
-from app.providers.base import CallContext
 from app.request_context import request_id_of
 
 router = APIRouter(tags=["points"])
@@ -63,9 +60,7 @@ def _parse_filter(raw: str | None) -> list[str] | None:
 async def get_user_points(
     user_id: UserId,
     request: Request,
-    gateway: GatewayDep,
-    call: CallDep,
-    options: OptionsDep,
+    asking: AskingDep,
     providers: ProvidersFilter = None,
 ) -> Response:
     """Ask every linked program at once and merge the answers.
@@ -75,7 +70,9 @@ async def get_user_points(
     with the per-program list in the problem.
     """
     only = _parse_filter(providers)
-    answer = await gateway.aggregator.user_points(user_id, call, options, only=only)
+    answer = await asking.gateway.aggregator.user_points(
+        user_id, asking.call, asking.options, only=only
+    )
     headers = {**PERSONAL, "x-points-complete": "true" if answer.complete else "false"}
     problem = failure_problem(user_id, answer.balances)
     if problem is not None:
@@ -89,12 +86,10 @@ async def one_balance(
     user_id: str,
     provider: str,
     request: Request,
-    gateway: Gateway,
-    call: CallContext,
-    options: QueryOptions,
+    asking: Asking,
 ) -> Response:
     """The balance of one linked program, or the mapped problem of its failure."""
-    entry = await gateway.aggregator.one(user_id, provider, call, options)
+    entry = await asking.gateway.aggregator.one(user_id, provider, asking.call, asking.options)
     if entry.error is not None:
         problem = entry.error.model_copy(
             update={"instance": instance_of(request), "request_id": request_id_of(request.scope)}

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from app.api import accounts, points
 from app.api.accounts import AccountFields, LinkedAccountInfo
-from app.api.deps import CallDep, GatewayDep, OptionsDep
+from app.api.deps import AskingDep, GatewayDep
 from app.api.docs import account_body, problem_examples, problems
 from app.api.params import ProviderName, UserId
 from app.api.security_deps import READ_POINTS, WRITE_ACCOUNTS
@@ -49,31 +49,25 @@ def _add_program(router: APIRouter, plugin: ProviderPlugin) -> None:
     ident = name.replace("-", "_")
     shown = plugin.display_name
 
-    async def get_points(
-        user_id: UserId, request: Request, gateway: GatewayDep, call: CallDep, options: OptionsDep
-    ) -> Response:
-        return await points.one_balance(user_id, name, request, gateway, call, options)
+    async def get_points(user_id: UserId, request: Request, asking: AskingDep) -> Response:
+        return await points.one_balance(user_id, name, request, asking)
 
     async def query_once(
         user_id: UserId,
         fields: AccountFields,
         request: Request,
-        gateway: GatewayDep,
-        call: CallDep,
-        options: OptionsDep,
+        asking: AskingDep,
     ) -> Response:
-        return await accounts.query_once(name, fields, request, gateway, call, options)
+        return await accounts.query_once(name, fields, request, asking)
 
     async def link(
         user_id: UserId,
         fields: AccountFields,
         request: Request,
-        gateway: GatewayDep,
-        call: CallDep,
-        options: OptionsDep,
+        asking: AskingDep,
         verify: VerifyQuery = False,
     ) -> Response:
-        return await accounts.link(user_id, name, fields, request, gateway, call, options, verify)
+        return await accounts.link(user_id, name, fields, request, asking, verify)
 
     async def unlink(user_id: UserId, gateway: GatewayDep) -> Response:
         return await accounts.unlink(user_id, name, gateway)
@@ -144,11 +138,9 @@ def _add_generic(router: APIRouter) -> None:
         user_id: UserId,
         provider: ProviderName,
         request: Request,
-        gateway: GatewayDep,
-        call: CallDep,
-        options: OptionsDep,
+        asking: AskingDep,
     ) -> Response:
-        return await points.one_balance(user_id, provider, request, gateway, call, options)
+        return await points.one_balance(user_id, provider, request, asking)
 
     @router.post(
         "/users/{user_id}/points/{provider}",
@@ -160,11 +152,9 @@ def _add_generic(router: APIRouter) -> None:
         provider: ProviderName,
         fields: AccountFields,
         request: Request,
-        gateway: GatewayDep,
-        call: CallDep,
-        options: OptionsDep,
+        asking: AskingDep,
     ) -> Response:
-        return await accounts.query_once(provider, fields, request, gateway, call, options)
+        return await accounts.query_once(provider, fields, request, asking)
 
     @router.put(
         "/users/{user_id}/accounts/{provider}",
@@ -176,14 +166,10 @@ def _add_generic(router: APIRouter) -> None:
         provider: ProviderName,
         fields: AccountFields,
         request: Request,
-        gateway: GatewayDep,
-        call: CallDep,
-        options: OptionsDep,
+        asking: AskingDep,
         verify: VerifyQuery = False,
     ) -> Response:
-        return await accounts.link(
-            user_id, provider, fields, request, gateway, call, options, verify
-        )
+        return await accounts.link(user_id, provider, fields, request, asking, verify)
 
     @router.delete(
         "/users/{user_id}/accounts/{provider}",

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from types import TracebackType
 
 from app.errors import GatewayError
 from app.observability import tracing
-from app.observability.logging import get_logger
+from app.observability.logging import HotLogger
 from app.observability.metrics import current_metrics
 
-upstream_log = get_logger("points_gateway.upstream")
-cache_log = get_logger("points_gateway.cache")
-breaker_log = get_logger("points_gateway.breaker")
+upstream_log = HotLogger("points_gateway.upstream")
+cache_log = HotLogger("points_gateway.cache")
+breaker_log = HotLogger("points_gateway.breaker")
 
 # A provider refusing the user's request is an answer, not trouble: logged at INFO like success.
 _QUIET_OUTCOMES = frozenset({"ok", "provider_rejected"})
@@ -53,55 +52,76 @@ def _outcome(exc: BaseException | None) -> str:
     return "internal_error" if isinstance(exc, Exception) else "cancelled"
 
 
-@asynccontextmanager
-async def upstream_attempt(provider: str, number: int, cache: CacheState) -> AsyncIterator[None]:
-    """Around one provider call attempt: a log line, metrics and a client span."""
-    attempt = _Attempt()
-    token = _attempt.set(attempt)
-    started = time.perf_counter()
-    error: BaseException | None = None
-    with tracing.client_span(
-        f"{provider} fetch_balance", {"points.provider": provider, "points.attempt": number}
-    ) as span:
+class upstream_attempt:
+    """Around one provider call attempt: a log line, metrics and a client span.
+
+    A plain (synchronous) context manager: nothing in it awaits, and an @asynccontextmanager
+    costs a generator and two awaits on every provider call.
+    """
+
+    __slots__ = ("_attempt", "_cache", "_number", "_provider", "_span", "_started", "_token")
+
+    def __init__(self, provider: str, number: int, cache: CacheState) -> None:
+        self._provider = provider
+        self._number = number
+        self._cache = cache
+
+    def __enter__(self) -> None:
+        self._attempt = _Attempt()
+        self._token = _attempt.set(self._attempt)
+        self._started = time.perf_counter()
+        self._span = tracing.client_span(
+            f"{self._provider} fetch_balance",
+            {"points.provider": self._provider, "points.attempt": self._number},
+        )
+        self._span.__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         try:
-            yield
-        except BaseException as exc:
-            error = exc
-            raise
+            _attempt.reset(self._token)
+            self._record(error)
         finally:
-            _attempt.reset(token)
-            duration = time.perf_counter() - started
-            outcome = _outcome(error)
-            status = attempt.upstream_status
-            if isinstance(error, GatewayError) and error.upstream_status is not None:
-                status = error.upstream_status
-            tracing.finish_span(
-                span,
-                {"points.outcome": outcome, "http.response.status_code": status},
-                error=None if error is None else outcome,
-            )
-            upstream_log.log(
-                logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING,
-                "upstream_call",
-                provider=provider,
-                attempt=number,
-                outcome=outcome,
-                upstream_status=status,
-                duration_ms=round(duration * 1000, 3),
-                cache=cache,
-            )
-            metrics = current_metrics()
-            if metrics is not None:
-                metrics.upstream_calls.labels(provider, outcome).inc()
-                metrics.upstream_duration.labels(provider).observe(duration)
+            self._span.__exit__(kind, error, traceback)
+
+    def _record(self, error: BaseException | None) -> None:
+        provider = self._provider
+        duration = time.perf_counter() - self._started
+        outcome = _outcome(error)
+        status = self._attempt.upstream_status
+        if isinstance(error, GatewayError) and error.upstream_status is not None:
+            status = error.upstream_status
+        tracing.finish_span(
+            self._span,
+            {"points.outcome": outcome, "http.response.status_code": status},
+            error=None if error is None else outcome,
+        )
+        upstream_log.log(
+            logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING,
+            "upstream_call",
+            provider=provider,
+            attempt=self._number,
+            outcome=outcome,
+            upstream_status=status,
+            duration_ms=round(duration * 1000, 3),
+            cache=self._cache,
+        )
+        metrics = current_metrics()
+        if metrics is not None:
+            metrics.child(metrics.upstream_calls, provider, outcome).inc()
+            metrics.child(metrics.upstream_duration, provider).observe(duration)
 
 
 def upstream_skipped(provider: str, reason: str) -> None:
     """No call was made: `circuit_open` or `bulkhead_full`."""
-    upstream_log.info("upstream_skipped", provider=provider, reason=reason)
+    upstream_log.log(logging.INFO, "upstream_skipped", provider=provider, reason=reason)
     metrics = current_metrics()
     if metrics is not None:
-        metrics.upstream_skipped.labels(provider, reason).inc()
+        metrics.child(metrics.upstream_skipped, provider, reason).inc()
 
 
 def cache_served(provider: str, *, stale: bool, age: float) -> None:
@@ -117,14 +137,14 @@ def cache_served(provider: str, *, stale: bool, age: float) -> None:
     )
     metrics = current_metrics()
     if metrics is not None:
-        (metrics.cache_stale if stale else metrics.cache_hits).labels(provider).inc()
+        metrics.child(metrics.cache_stale if stale else metrics.cache_hits, provider).inc()
 
 
 def cache_missed(provider: str) -> None:
     """The cache had no fresh balance (or the caller asked for a fresh one)."""
     metrics = current_metrics()
     if metrics is not None:
-        metrics.cache_misses.labels(provider).inc()
+        metrics.child(metrics.cache_misses, provider).inc()
 
 
 def breaker_changed(provider: str, old: str, new: str) -> None:
@@ -138,7 +158,7 @@ def breaker_changed(provider: str, old: str, new: str) -> None:
     )
     metrics = current_metrics()
     if metrics is not None:
-        metrics.breaker_transitions.labels(provider, new).inc()
+        metrics.child(metrics.breaker_transitions, provider, new).inc()
         metrics.set_breaker_state(provider, new)
 
 
@@ -157,4 +177,4 @@ def token_refreshed(
     )
     metrics = current_metrics()
     if metrics is not None:
-        metrics.token_refreshes.labels(provider, outcome).inc()
+        metrics.child(metrics.token_refreshes, provider, outcome).inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
+from typing import TypeVar
 
 from fastapi import Request
 from prometheus_client import (
@@ -22,6 +23,7 @@ from app import __version__
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -30,6 +32,7 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         registry = self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
@@ -119,9 +122,21 @@ class GatewayMetrics:
             registry=registry,
         )
 
+    def child(self, metric: _Metric, *values: str) -> _Metric:
+        """`metric.labels(*values)`, kept: labels() validates and locks on every call.
+
+        Every label value comes from a bounded set (methods, route templates, statuses,
+        providers, outcome codes), so this holds as many children as the registry does.
+        """
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]
+
     def set_breaker_state(self, provider: str, state: str) -> None:
         """Show one provider's breaker state."""
-        self.breaker_state.labels(provider).set(BREAKER_STATE_VALUES.get(state, 0))
+        self.child(self.breaker_state, provider).set(BREAKER_STATE_VALUES.get(state, 0))
 
 
 # The metrics of the app serving the current request: set by the request middleware, read by

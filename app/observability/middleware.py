@@ -9,10 +9,10 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability import tracing
-from app.observability.logging import bind_request_id, get_logger, unbind
+from app.observability.logging import HotLogger, bind_request_id, unbind
 from app.observability.metrics import GatewayMetrics, stop_using_metrics, use_metrics
 
-access_log = get_logger("points_gateway.access")
+access_log = HotLogger("points_gateway.access")
 
 UNMATCHED = "unmatched"
 CLIENT_CLOSED = 499  # nginx's code for "the client closed the connection first"
@@ -83,8 +83,8 @@ class ObservabilityMiddleware:
         route = template if isinstance(template, str) else UNMATCHED
         metrics = self._metrics
         labels = (method, route, str(status))
-        metrics.http_requests.labels(*labels).inc()
-        metrics.http_duration.labels(*labels).observe(duration)
+        metrics.child(metrics.http_requests, *labels).inc()
+        metrics.child(metrics.http_duration, *labels).observe(duration)
         if status == 429:
             metrics.rate_limited.inc()
         elif status == 503 and route == UNMATCHED:

@@ -32,6 +32,7 @@ from app.resilience.single_flight import SingleFlight
 from app.settings import CacheSettings, ResilienceSettings
 
 log = logging.getLogger("points_gateway.fetcher")
+WHOLE_TIMEOUT_SLACK = 0.001
 
 
 def error_entry(provider: str, error: GatewayError) -> Balance:
@@ -138,17 +139,19 @@ class BalanceFetcher:
             return _ok_entry(provider, cached, cached=True, stale=False)
         events.cache_missed(provider)
         cache = "refresh" if fresh else "miss"
+        ends_at = self._clock() + max(budget, 0)
         try:
-            async with asyncio.timeout(max(budget, 0)):
-                # Keyed by generation: after a re-link nobody joins a fetch for the old account.
-                generation = self._generations.get(key, 0)
-                balance = await self._flights.do(
-                    f"{key}#{generation}",
-                    lambda: self._fetch_and_cache(
-                        key, generation, provider, account, call, budget, cache
-                    ),
-                    ends_at=self._clock() + max(budget, 0),
-                )
+            # Keyed by generation: after a re-link nobody joins a fetch for the old account.
+            generation = self._generations.get(key, 0)
+            balance = await self._flights.do(
+                f"{key}#{generation}",
+                # What is left of the budget when it starts: a caller whose shared call was
+                # cancelled under it starts its own, still within its deadline.
+                lambda: self._fetch_and_cache(
+                    key, generation, provider, account, call, ends_at - self._clock(), cache
+                ),
+                ends_at=ends_at,
+            )
         except (TimeoutError, ProviderError) as exc:
             error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
             if cached and age is not None and self._stale_allowed(provider, age, error):
@@ -213,9 +216,9 @@ class BalanceFetcher:
         budget: float,
         cache: events.CacheState,
     ) -> ProviderBalance:
-        # The shared call lives as long as the caller that started it waits, so no upstream call
-        # outlives every deadline; a later caller joins it as it is (SingleFlight starts a new
-        # call rather than hand a newcomer one about to be cut off).
+        # Runs in the task of the caller that started it and lives as long as that caller waits,
+        # so no upstream call outlives every deadline; a later caller joins it as it is
+        # (SingleFlight starts a new call rather than hand a newcomer one about to be cut off).
         balance = await self._within(
             provider, budget, self._guarded(provider, account, call, budget, cache)
         )
@@ -233,8 +236,9 @@ class BalanceFetcher:
         except TimeoutError:
             adapter = self._registry.require(provider)[1]
             # Only a provider that used its whole timeout is unwell; a caller's short deadline
-            # says nothing about it.
-            if budget >= adapter.timeout:
+            # says nothing about it. (The budget is read off a clock just before the call, so a
+            # call given the provider's whole timeout may see it a few microseconds short.)
+            if budget >= adapter.timeout - WHOLE_TIMEOUT_SLACK:
                 guard = self._guards[provider]
                 guard.breaker.record_failure()
                 _report_breaker(provider, guard)
@@ -263,7 +267,7 @@ class BalanceFetcher:
         async def attempt() -> ProviderBalance:
             nonlocal attempts
             attempts += 1
-            async with events.upstream_attempt(provider, attempts, cache):
+            with events.upstream_attempt(provider, attempts, cache):
                 return await adapter.fetch_balance(account, call)
 
         try:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
 from app.outbound.client import RequestMaker
+from app.outbound.transport import OutboundRequest
 from app.providers.base import (
     CallContext,
     ProviderBalance,
@@ -124,10 +125,10 @@ class BenepiaProvider:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _send(self, request: httpx.Request) -> Reply:
+    async def _send(self, request: OutboundRequest | httpx.Request) -> Reply:
         return await exchange(self._client, request, provider=NAME, max_bytes=self._max_bytes)
 
-    def _point_request(self, account: BenepiaAccount, token: str) -> httpx.Request:
+    def _point_request(self, account: BenepiaAccount, token: str) -> OutboundRequest:
         body: dict[str, str] = {
             "benepia_user": account.benepia_user,
             "benepia_password": account.benepia_password.get_secret_value(),

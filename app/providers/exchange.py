@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +21,7 @@ from app.errors import (
 )
 from app.observability.events import note_upstream_status
 from app.outbound.client import ProviderClient
+from app.outbound.transport import BodyTooLarge, Fetched, OutboundRequest
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_RETRY_AFTER = 3600
@@ -31,32 +33,37 @@ class Reply:
     """An upstream answer, read whole and within the size cap."""
 
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
+    """Case-insensitive (aiohttp's or httpx's headers)."""
     body: bytes
 
 
 async def exchange(
-    client: httpx.AsyncClient, request: httpx.Request, *, provider: str, max_bytes: int
+    client: httpx.AsyncClient,
+    request: OutboundRequest | httpx.Request,
+    *,
+    provider: str,
+    max_bytes: int,
 ) -> Reply:
     """Send `request`; map transport failures to provider errors; refuse bodies over `max_bytes`."""
     try:
         if isinstance(client, ProviderClient):
-            response = await client.send_direct(request)
+            if isinstance(request, OutboundRequest):
+                answer = await client.fetch(request, max_bytes=max_bytes)
+            else:
+                answer = await client.send_direct(request)
         else:
-            response = await client.send(request, stream=True)
-        note_upstream_status(response.status_code)  # for the attempt's log line and span
-        try:
-            declared = response.headers.get("content-length", "")
-            # A garbled Content-Length is ignored: the streamed count below still caps the body.
-            if _DIGITS.fullmatch(declared) and int(declared) > max_bytes:
-                raise _too_large(provider, response.status_code, max_bytes)
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise _too_large(provider, response.status_code, max_bytes)
-        finally:
-            await response.aclose()
+            if isinstance(request, OutboundRequest):
+                request = request.to_httpx(client.timeout)
+            answer = await client.send(request, stream=True)
+        if isinstance(answer, Fetched):
+            note_upstream_status(answer.status)  # for the attempt's log line and span
+            return Reply(answer.status, answer.headers, answer.body)
+        note_upstream_status(answer.status_code)
+        return await _read(answer, provider=provider, max_bytes=max_bytes)
+    except BodyTooLarge as exc:
+        note_upstream_status(exc.status)
+        raise _too_large(provider, exc.status, max_bytes) from None
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"{provider} did not answer in time", provider=provider) from exc
     except httpx.DecodingError as exc:
@@ -67,6 +74,21 @@ async def exchange(
         raise UpstreamUnreachable(
             f"{provider} could not be reached ({type(exc).__name__})", provider=provider
         ) from exc
+
+
+async def _read(response: httpx.Response, *, provider: str, max_bytes: int) -> Reply:
+    try:
+        declared = response.headers.get("content-length", "")
+        # A garbled Content-Length is ignored: the streamed count below still caps the body.
+        if _DIGITS.fullmatch(declared) and int(declared) > max_bytes:
+            raise BodyTooLarge(response.status_code)
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise BodyTooLarge(response.status_code)
+    finally:
+        await response.aclose()
     return Reply(response.status_code, response.headers, bytes(body))
 
 
@@ -118,7 +140,7 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def retry_after_seconds(headers: httpx.Headers) -> int | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> int | None:
     """Retry-After as whole seconds (delta or HTTP date), clamped to [1, 3600]; None if absent."""
     raw = headers.get("retry-after")
     if raw is None:

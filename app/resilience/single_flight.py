@@ -1,4 +1,11 @@
-"""Single-flight: concurrent requests for the same key share one call."""
+"""Single-flight: concurrent requests for the same key share one call.
+
+The first caller runs the call in its own task and publishes the outcome on a future the others
+wait on. (A task per call, shielded from every caller, cost a task, a shield and a loop turn on
+every uncached fetch, nearly all of which nobody joins.) If the first caller is cancelled, its
+call ends with it and the callers that joined start again: no call outlives everyone who wanted
+it.
+"""
 
 from __future__ import annotations
 
@@ -15,32 +22,59 @@ MIN_REMAINING = 0.05
 
 
 class SingleFlight(Generic[T]):
-    """The first caller for a key starts the call; the others wait for its result."""
+    """The first caller for a key runs the call; the others wait for its result."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._calls: dict[str, tuple[asyncio.Task[T], float]] = {}
+        self._calls: dict[str, tuple[asyncio.Future[T], float]] = {}
         self._clock = clock
 
     async def do(
-        self, key: str, call: Callable[[], Awaitable[T]], *, ends_at: float = math.inf
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        ends_at: float = math.inf,
     ) -> T:
-        """Join the call in flight for `key`, or start one that ends by `ends_at` at the latest."""
-        current = self._calls.get(key)
-        if current is not None and current[1] - self._clock() >= MIN_REMAINING:
-            task = current[0]
-        else:
-            task = asyncio.ensure_future(call())
-            self._calls[key] = (task, ends_at)
-            task.add_done_callback(lambda done: self._forget(key, done))
-        # Shielded: one caller giving up (its deadline) must not cancel the call for the others.
-        return await asyncio.shield(task)
+        """Join the call in flight for `key`, or run one that ends by `ends_at` at the latest.
 
-    def _forget(self, key: str, task: asyncio.Task[T]) -> None:
-        current = self._calls.get(key)
-        if current is not None and current[0] is task:
-            del self._calls[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here, so an abandoned failure is not reported as lost
+        A caller that joined waits until its own `ends_at` at the most (then TimeoutError); the
+        caller that runs the call is bound by the call's own deadline, which `call` must hold.
+        """
+        while True:
+            current = self._calls.get(key)
+            if current is None or current[1] - self._clock() < MIN_REMAINING:
+                return await self._run(key, call, ends_at)
+            shared = current[0]
+            try:
+                # Shielded: one joiner giving up must not cancel the outcome for the others.
+                left = ends_at - self._clock()
+                async with asyncio.timeout(None if left == math.inf else max(left, 0)):
+                    return await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not shared.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The caller running it was cancelled, this one was not: start again.
+
+    async def _run(self, key: str, call: Callable[[], Awaitable[T]], ends_at: float) -> T:
+        shared: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls[key] = (shared, ends_at)
+        try:
+            result = await call()
+        except asyncio.CancelledError:
+            shared.cancel()
+            raise
+        except BaseException as exc:
+            shared.set_exception(exc)
+            shared.exception()  # retrieved: nobody may have joined, and that is not a loss
+            raise
+        else:
+            shared.set_result(result)
+            return result
+        finally:
+            current = self._calls.get(key)
+            if current is not None and current[0] is shared:
+                del self._calls[key]
 
     def in_flight(self) -> int:
         """How many distinct calls are running."""

@@ -37,6 +37,7 @@ BEHAVIOURS = {
     "gzip_bomb": "a4",
     "cut_off": "a5",
     "trickle": "a6",
+    "declared_oversize": "a7",
 }
 
 
@@ -83,6 +84,10 @@ async def raw_upstream(scope: Scope, receive: Receive, send: Send) -> None:
         for _ in range(2 * 1024 * 1024 // CHUNK):
             await _body(send, b"x" * CHUNK, more=True)
         await _body(send, b'"}')
+    elif user_id == BEHAVIOURS["declared_oversize"]:
+        # Refused on the header alone: nothing of the body needs to be read.
+        await _start(send, [(b"content-length", b"%d" % (4 * 1024 * 1024))])
+        await _body(send, b"{}")
     elif user_id == BEHAVIOURS["gzip"]:
         packed = gzip.compress(ok)
         await _start(
@@ -168,6 +173,7 @@ async def test_gzip_answer_is_decoded(client: httpx.AsyncClient) -> None:
     ("user", "code"),
     [
         ("chunked", "upstream_invalid_response"),
+        ("declared_oversize", "upstream_invalid_response"),
         ("bad_gzip", "upstream_invalid_response"),
         ("gzip_bomb", "upstream_invalid_response"),
         ("cut_off", "upstream_unreachable"),
@@ -183,3 +189,12 @@ async def test_misbehaving_upstream_maps_to_its_code(
     # And the connection pool still serves the next request.
     after = await gafapay_entry(client, "plain")
     assert after["status"] == "ok", after
+
+
+@pytest.mark.parametrize("user", ["chunked", "declared_oversize", "gzip_bomb"])
+async def test_an_oversize_body_is_refused_with_the_status_it_came_with(
+    client: httpx.AsyncClient, user: str
+) -> None:
+    entry = await gafapay_entry(client, user)
+    assert entry["error"]["upstream_status"] == 200, entry
+    assert "larger than" in entry["error"]["detail"], entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -644,3 +645,47 @@ async def test_unit_a_call_about_to_be_cut_off_is_not_joined() -> None:
     gates[0].set()
     assert (await first, await joined) == (1, 1)
     assert flights.in_flight() == 0
+
+
+async def test_unit_when_the_caller_running_the_call_is_cancelled_a_joiner_runs_its_own() -> None:
+    flights: SingleFlight[int] = SingleFlight()
+    started = 0
+    gate = asyncio.Event()
+
+    async def call() -> int:
+        nonlocal started
+        started += 1
+        await gate.wait()
+        return started
+
+    running = asyncio.create_task(flights.do("k", call))
+    await asyncio.sleep(0)
+    joined = asyncio.create_task(flights.do("k", call))
+    await asyncio.sleep(0)
+    assert started == 1
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert started == 2, "the joiner started the call again rather than fail"
+    gate.set()
+    assert await joined == 2
+    assert flights.in_flight() == 0
+
+
+async def test_unit_a_joiner_waits_no_longer_than_its_own_deadline() -> None:
+    flights: SingleFlight[int] = SingleFlight()
+    gate = asyncio.Event()
+
+    async def call() -> int:
+        await gate.wait()
+        return 1
+
+    running = asyncio.create_task(flights.do("k", call, ends_at=time.monotonic() + 10))
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        await flights.do("k", call, ends_at=time.monotonic() + 0.05)
+    assert not running.done(), "the joiner giving up left the call running"
+    gate.set()
+    assert await running == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.outbound.client import RequestMaker, build_client
+from app.outbound.client import ProviderClient, RequestMaker, build_client
 from app.settings import OutboundSettings
 
 BASE = "https://provider.example:8443"
@@ -20,13 +20,16 @@ async def test_a_providers_cookie_is_never_sent_with_a_later_request() -> None:
     client = build_client(
         BASE, 3.0, settings=OutboundSettings(), transport=httpx.MockTransport(provider)
     )
+    assert isinstance(client, ProviderClient)
     maker = RequestMaker(client)
     async with client:
         url = maker.url("/points")
         for user in ("user-a", "user-b"):
-            await client.send(maker.request("GET", url, headers={}, params={"user": user}))
+            request = maker.request("GET", url, headers={}, params={"user": user})
+            await client.fetch(request, max_bytes=1024)  # the adapters' path
+            await client.send(request.to_httpx(client.timeout))  # and httpx's own
 
-    assert seen == [None, None]
+    assert seen == [None] * 4
     assert not client.cookies
 
 
@@ -36,12 +39,14 @@ async def test_requests_match_what_build_request_would_send() -> None:
     async with client:
         ours = maker.request(
             "GET", maker.url("/a/b"), headers={"x-id": "1"}, params={"q": "a b&c", "id": "ff"}
-        )
+        ).to_httpx(client.timeout)
         theirs = client.build_request(
             "GET", "/a/b", headers={"x-id": "1"}, params={"q": "a b&c", "id": "ff"}
         )
-        posted = maker.request("POST", maker.url("/c"), headers={}, json_body={"k": "값"})
+        plain = maker.request("POST", maker.url("/c"), headers={}, json_body={"k": "값"})
+        posted = plain.to_httpx(client.timeout)
         posted_theirs = client.build_request("POST", "/c", json={"k": "값"})
+        overridden = maker.request("GET", maker.url("/d"), headers={"User-Agent": "other"})
 
     assert ours.url == theirs.url
     assert ours.headers.multi_items() == theirs.headers.multi_items()
@@ -50,3 +55,11 @@ async def test_requests_match_what_build_request_would_send() -> None:
     assert posted.read() == posted_theirs.read()
     assert posted.headers["content-type"] == "application/json"
     assert posted.headers["content-length"] == posted_theirs.headers["content-length"]
+    # What aiohttp is handed: the same URL and headers (it adds Host and Content-Length itself).
+    assert plain.url == str(posted_theirs.url)
+    assert plain.content == posted_theirs.read()
+    added_by_the_wire = ("host", "content-length")
+    assert [(k.lower(), v) for k, v in plain.headers] == [
+        h for h in posted_theirs.headers.multi_items() if h[0] not in added_by_the_wire
+    ]
+    assert [v for k, v in overridden.headers if k.lower() == "user-agent"] == ["other"]
