@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.gateway import preflight
+    from app.gc_tuning import tune_for_serving
     from app.main import create_app
     from app.observability.shutdown import GracefulServer
     from app.settings import get_settings
@@ -30,6 +31,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Configuration errors surface here, as one clear line, not inside uvicorn's lifespan.
     asyncio.run(preflight(settings))
     app = create_app(settings)
+    tune_for_serving()
     common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

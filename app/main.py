@@ -15,6 +15,7 @@ from app import __version__
 from app.accounts.store import AccountStore
 from app.api import accounts, health, points, programs, providers
 from app.gateway import build_gateway, open_cache, open_store, plan_gateway
+from app.gc_tuning import tune_for_serving
 from app.observability import routes as observability_routes
 from app.observability.logging import configure_logging
 from app.observability.metrics import GatewayMetrics
@@ -123,4 +124,6 @@ def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (each worker reads the environment, logging included)."""
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_for_serving()  # a process that serves the gateway, as `serve --workers N` does
+    return app

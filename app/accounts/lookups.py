@@ -122,8 +122,10 @@ class AsyncpgLookups:
         pool = await self._get_pool()
         for attempt in (1, 2):
             try:
-                async with pool.acquire(timeout=self._timeout) as conn:
-                    rows = await conn.fetch(self._sql, user_id, timeout=self._timeout)
+                # One deadline over checkout and query: asyncpg's own acquire timeout runs the
+                # checkout in a task of its own (wait_for), a task per request for nothing.
+                async with asyncio.timeout(self._timeout), pool.acquire() as conn:
+                    rows = await conn.fetch(self._sql, user_id)
                     return [(row[0], row[1]) for row in rows]
             except _DISCONNECTED:
                 if attempt == 2:

@@ -302,7 +302,7 @@ class BalanceFetcher:
 
 def _report_breaker(provider: str, guard: _Guard) -> None:
     """Log and count a breaker state change (compared with the state last reported)."""
-    state = guard.breaker.snapshot().state
+    state = guard.breaker.state
     if state != guard.state:
         events.breaker_changed(provider, guard.state, state)
         guard.state = state

@@ -91,6 +91,11 @@ class CircuitBreaker:
         """A probe ended without a verdict (e.g. the caller went away): allow another."""
         self._probing = False
 
+    @property
+    def state(self) -> State:
+        """closed, open or half_open (without building a snapshot)."""
+        return self._state
+
     def snapshot(self) -> BreakerSnapshot:
         """The current state, for display."""
         retry_after = None
