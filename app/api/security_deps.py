@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.deps import GatewayDep
+from app.api.deps import GatewayDep, get_gateway
 from app.security.policy import authorize
 from app.security.principal import Principal
 
@@ -27,10 +27,10 @@ class Authorize:
     async def __call__(
         self,
         request: Request,
-        gateway: GatewayDep,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key)],
     ) -> Principal:
+        gateway = await get_gateway(request)  # not a dependency: one fewer to solve per request
         authorization = request.headers.get("authorization") if bearer is not None else None
         principal = await gateway.security.authenticator.authenticate(authorization, api_key)
         request.state.principal = principal  # the request log line names who called
