@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.accounts.engine import build_engine
+from app.accounts.lookups import AsyncpgLookups
 from app.accounts.migrate import schema_exists, upgrade
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
@@ -28,7 +29,14 @@ from app.providers.benepia import BenepiaAccount
 from app.providers.benepia import plugin as benepia_plugin
 from app.providers.gafapay import GafapayAccount
 from app.providers.gafapay import plugin as gafapay_plugin
-from tests.accounts.conftest import ACCOUNT_MODELS, KEY_A, KEY_B, PG_URL, StoreFactory
+from tests.accounts.conftest import (
+    _LOOKUPS,
+    ACCOUNT_MODELS,
+    KEY_A,
+    KEY_B,
+    PG_URL,
+    StoreFactory,
+)
 
 PASSWORD = "sEcReT-store-pw-0101"
 GAFA_TOKEN = "eyJ.sEcReT-store-token.0202"
@@ -92,6 +100,11 @@ def flip_middle(token: str) -> str:
 
 def benepia_of(found: LinkedAccount) -> BenepiaAccount:
     assert isinstance(found, BenepiaAccount), repr(found)
+    return found
+
+
+def gafapay_of(found: LinkedAccount) -> GafapayAccount:
+    assert isinstance(found, GafapayAccount), repr(found)
     return found
 
 
@@ -683,3 +696,82 @@ async def test_lookups_survive_the_server_dropping_every_connection(
 
     assert set(await store.linked("alice")) == {"benepia"}
     assert [i.provider for i in await store.accounts("alice")] == ["benepia"]
+
+
+async def test_concurrent_lookups_are_answered_by_one_query_each_with_its_own_rows(
+    engine: AsyncEngine, make_sql_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("lookups are batched on PostgreSQL only")
+    store = make_sql_store()
+    await link(store, "alice", "benepia", benepia())
+    await link(store, "alice", "gafapay", gafapay())
+    await link(store, "bob", "gafapay", gafapay(user_id="b0b"))
+    lookups = _LOOKUPS[engine]
+    assert isinstance(lookups, AsyncpgLookups)
+    batches: list[list[str]] = []
+    fetch = lookups._fetch
+
+    async def counted(users: list[str]) -> list[tuple[str, str, str]]:
+        batches.append(sorted(users))
+        return await fetch(users)
+
+    monkeypatch.setattr(lookups, "_fetch", counted)
+    alice, bob, nobody, alice_again = await asyncio.gather(
+        store.linked("alice"), store.linked("bob"), store.linked("nobody"), store.linked("alice")
+    )
+    assert batches == [["alice", "bob", "nobody"]]
+    assert set(alice) == {"benepia", "gafapay"}
+    assert set(alice_again) == {"benepia", "gafapay"}
+    assert set(bob) == {"gafapay"}
+    assert gafapay_of(bob["gafapay"]).gafapay_user_id == "b0b"
+    assert nobody == {}
+
+
+async def test_a_caller_giving_up_leaves_the_batch_to_the_others(
+    engine: AsyncEngine, make_sql_store: StoreFactory
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("lookups are batched on PostgreSQL only")
+    store = make_sql_store()
+    await link(store, "alice", "benepia", benepia())
+    impatient = asyncio.ensure_future(store.linked("alice"))
+    patient = asyncio.ensure_future(store.linked("alice"))
+    await asyncio.sleep(0)
+    impatient.cancel()
+    assert set(await patient) == {"benepia"}
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+
+
+async def test_hundreds_of_concurrent_lookups_all_answer(
+    engine: AsyncEngine, make_sql_store: StoreFactory
+) -> None:
+    """Many more callers than pooled connections: none waits out the timeout."""
+    store = make_sql_store(timeout=2.0)
+    await link(store, "alice", "benepia", benepia())
+    found = await asyncio.wait_for(
+        asyncio.gather(*(store.linked("alice" if n % 2 else f"user-{n}") for n in range(600))),
+        30,
+    )
+    assert [set(f) for f in found[1::2]] == [{"benepia"}] * 300
+    assert all(f == {} for f in found[::2])
+
+
+async def test_a_batch_that_fails_fails_every_caller_in_it_as_store_unavailable(
+    engine: AsyncEngine, make_sql_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("lookups are batched on PostgreSQL only")
+    store = make_sql_store()
+    lookups = _LOOKUPS[engine]
+    assert isinstance(lookups, AsyncpgLookups)
+
+    async def down(users: list[str]) -> list[tuple[str, str, str]]:
+        raise ConnectionRefusedError("the database is down")
+
+    monkeypatch.setattr(lookups, "_fetch", down)
+    answers = await asyncio.gather(
+        store.linked("alice"), store.linked("bob"), return_exceptions=True
+    )
+    assert all(isinstance(a, StoreUnavailable) for a in answers), answers
