@@ -7,12 +7,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 import app.security.hardening  # noqa: F401  (its 413/431 errors belong to the known codes)
 from app.api.docs import PROBLEM_DESCRIPTIONS, account_schemas
+from app.api.security_deps import SECURITY_REQUIREMENT, SECURITY_SCHEMES, is_secured
 from app.errors import GatewayError
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.providers.registry import discover_plugins
+from app.route_walk import leaf_routes
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -76,7 +79,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
-    for path, path_item in doc.get("paths", {}).items():
+    paths = doc.get("paths", {})
+    for route in leaf_routes(app.routes):
+        if isinstance(route, APIRoute) and route.include_in_schema and is_secured(route):
+            for method in route.methods or ():
+                paths[route.path_format][method.lower()]["security"] = SECURITY_REQUIREMENT
+    for path, path_item in paths.items():
         for operation in path_item.values():
             _only_account_schema(operation)
             responses = operation.setdefault("responses", {})
@@ -85,7 +93,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for status, response in responses.items():
                 if status[0] in "45":
                     _problem_content(response)
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    doc.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    schemas = doc["components"].setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     schemas.update(account_schemas(discover_plugins().values()))
