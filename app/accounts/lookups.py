@@ -184,7 +184,9 @@ class AsyncpgLookups:
             self._in_flight -= 1
         found: dict[str, list[tuple[str, str]]] = {user: [] for user in batch}
         for user, provider, sealed in rows:
-            found[user].append((provider, sealed))
+            bucket = found.get(user)  # always found under the default (deterministic) collation
+            if bucket is not None:
+                bucket.append((provider, sealed))
         for user, answers in batch.items():
             for answer in answers:
                 if not answer.done():

@@ -27,7 +27,7 @@ _CHUNK = 64 * 1024
 _IDENTITY = frozenset({"", "identity"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class OutboundRequest:
     """One provider request, ready for the wire: an absolute URL and the headers to send."""
 
@@ -35,6 +35,10 @@ class OutboundRequest:
     url: str
     headers: list[tuple[str, str]]
     content: bytes | None = None
+
+    def __repr__(self) -> str:
+        # Headers carry tokens and bodies passwords: never part of a repr, a log or a traceback.
+        return f"<OutboundRequest {self.method} {self.url.split('?', 1)[0]}>"
 
     def to_httpx(self, timeout: httpx.Timeout) -> httpx.Request:
         """The same request as httpx builds it (for transports other than aiohttp's)."""
@@ -47,13 +51,17 @@ class OutboundRequest:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Fetched:
     """An answer read whole: status, headers (case-insensitive) and body."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+    def __repr__(self) -> str:
+        # A provider's headers may set session cookies, and its body is a user's account data.
+        return f"<Fetched {self.status}, {len(self.body)} bytes>"
 
 
 class BodyTooLarge(Exception):

@@ -28,7 +28,7 @@ MAX_RETRY_AFTER = 3600
 DEFAULT_RETRY_AFTER = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Reply:
     """An upstream answer, read whole and within the size cap."""
 
@@ -36,6 +36,10 @@ class Reply:
     headers: Mapping[str, str]
     """Case-insensitive (aiohttp's or httpx's headers)."""
     body: bytes
+
+    def __repr__(self) -> str:
+        # A provider's headers may set session cookies, and its body is a user's account data.
+        return f"<Reply {self.status}, {len(self.body)} bytes>"
 
 
 async def exchange(

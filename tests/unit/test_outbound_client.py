@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 
 from app.outbound.client import ProviderClient, RequestMaker, build_client
+from app.outbound.transport import Fetched
+from app.providers.exchange import Reply
 from app.settings import OutboundSettings
 
 BASE = "https://provider.example:8443"
@@ -63,3 +65,26 @@ async def test_requests_match_what_build_request_would_send() -> None:
         h for h in posted_theirs.headers.multi_items() if h[0] not in added_by_the_wire
     ]
     assert [v for k, v in overridden.headers if k.lower() == "user-agent"] == ["other"]
+
+
+def test_a_request_shows_no_header_body_or_query_in_its_repr() -> None:
+    client = build_client(BASE, 3.0, settings=OutboundSettings())
+    request = RequestMaker(client).request(
+        "POST",
+        f"{BASE}/points",
+        headers={"authorization": "Bearer tok-secret-123"},
+        params={"user_id": "u-42"},
+        json_body={"benepia_password": "pw-secret-456"},
+    )
+    shown = repr(request) + str(request)
+    assert shown == f"<OutboundRequest POST {BASE}/points>" * 2
+    for secret in ("tok-secret-123", "pw-secret-456", "u-42"):
+        assert secret not in shown
+
+
+def test_an_answer_shows_no_header_or_body_in_its_repr() -> None:
+    headers = {"set-cookie": "session=cookie-secret-789"}
+    shown = repr(Fetched(200, headers, b'{"points": 12000}')) + repr(
+        Reply(200, headers, b'{"points": 12000}')
+    )
+    assert shown == "<Fetched 200, 17 bytes><Reply 200, 17 bytes>"
