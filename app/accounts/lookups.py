@@ -207,8 +207,8 @@ class AsyncpgLookups:
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        for task in list(self._batches):
-            await asyncio.wait({task})
+        if self._batches:
+            await asyncio.wait(self._batches)
         if self._pool is not None:
             await self._pool.close()
 

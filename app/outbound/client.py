@@ -11,7 +11,7 @@ import httpx
 import orjson
 
 from app import __version__
-from app.outbound.transport import AiohttpTransport, Fetched, OutboundRequest
+from app.outbound.transport import AiohttpTransport, OutboundRequest, Reply
 from app.settings import OutboundSettings
 
 
@@ -42,7 +42,7 @@ class ProviderClient(httpx.AsyncClient):
             total=None, sock_connect=timeout.connect, sock_read=timeout.read
         )
 
-    async def fetch(self, request: OutboundRequest, *, max_bytes: int) -> Fetched | httpx.Response:
+    async def fetch(self, request: OutboundRequest, *, max_bytes: int) -> Reply | httpx.Response:
         """The whole answer (aiohttp's direct path), else the transport's streamed response."""
         if self._aiohttp is not None:
             return await self._aiohttp.fetch(

@@ -16,6 +16,7 @@ errors map to the same httpx exceptions on both paths.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -52,16 +53,26 @@ class OutboundRequest:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class Fetched:
-    """An answer read whole: status, headers (case-insensitive) and body."""
+class Reply:
+    """An upstream answer, read whole and within the size cap."""
 
     status: int
     headers: Mapping[str, str]
+    """Case-insensitive (aiohttp's or httpx's headers)."""
     body: bytes
 
     def __repr__(self) -> str:
         # A provider's headers may set session cookies, and its body is a user's account data.
-        return f"<Fetched {self.status}, {len(self.body)} bytes>"
+        return f"<Reply {self.status}, {len(self.body)} bytes>"
+
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def declared_over(declared: str, max_bytes: int) -> bool:
+    """Whether a Content-Length says the body is over the cap (a garbled one says nothing:
+    the count while reading still caps the body)."""
+    return _DIGITS.fullmatch(declared) is not None and int(declared) > max_bytes
 
 
 class BodyTooLarge(Exception):
@@ -131,7 +142,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def fetch(
         self, request: OutboundRequest, *, timeouts: aiohttp.ClientTimeout, max_bytes: int
-    ) -> Fetched | httpx.Response:
+    ) -> Reply | httpx.Response:
         """Send and read the whole answer, capped at `max_bytes` (BodyTooLarge beyond).
 
         An answer with a Content-Encoding comes back as a streamed httpx.Response instead, so
@@ -153,9 +164,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             return self._wrap(response, httpx.Request(request.method, request.url))
         status = response.status
         try:
-            declared = headers.get("content-length", "")
-            # A garbled Content-Length is ignored: the count below still caps the body.
-            if declared.isdigit() and len(declared) <= 18 and int(declared) > max_bytes:
+            if declared_over(headers.get("content-length", ""), max_bytes):
                 raise BodyTooLarge(status)
             body = bytearray()
             async for chunk in response.content.iter_chunked(_CHUNK):
@@ -166,7 +175,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _map_error(exc) from exc
         finally:
             response.release()
-        return Fetched(status, headers, bytes(body))
+        return Reply(status, headers, bytes(body))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
 from app.outbound.client import RequestMaker
-from app.outbound.transport import OutboundRequest
+from app.outbound.transport import OutboundRequest, Reply
 from app.providers.base import (
     CallContext,
     ProviderBalance,
@@ -20,7 +20,6 @@ from app.providers.base import (
     expect,
 )
 from app.providers.exchange import (
-    Reply,
     backoff_error,
     exchange,
     is_int,

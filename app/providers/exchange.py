@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -21,25 +20,11 @@ from app.errors import (
 )
 from app.observability.events import note_upstream_status
 from app.outbound.client import ProviderClient
-from app.outbound.transport import BodyTooLarge, Fetched, OutboundRequest
+from app.outbound.transport import BodyTooLarge, OutboundRequest, Reply, declared_over
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_RETRY_AFTER = 3600
 DEFAULT_RETRY_AFTER = 1
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Reply:
-    """An upstream answer, read whole and within the size cap."""
-
-    status: int
-    headers: Mapping[str, str]
-    """Case-insensitive (aiohttp's or httpx's headers)."""
-    body: bytes
-
-    def __repr__(self) -> str:
-        # A provider's headers may set session cookies, and its body is a user's account data.
-        return f"<Reply {self.status}, {len(self.body)} bytes>"
 
 
 async def exchange(
@@ -60,9 +45,9 @@ async def exchange(
             if isinstance(request, OutboundRequest):
                 request = request.to_httpx(client.timeout)
             answer = await client.send(request, stream=True)
-        if isinstance(answer, Fetched):
+        if isinstance(answer, Reply):
             note_upstream_status(answer.status)  # for the attempt's log line and span
-            return Reply(answer.status, answer.headers, answer.body)
+            return answer
         note_upstream_status(answer.status_code)
         return await _read(answer, provider=provider, max_bytes=max_bytes)
     except BodyTooLarge as exc:
@@ -82,9 +67,7 @@ async def exchange(
 
 async def _read(response: httpx.Response, *, provider: str, max_bytes: int) -> Reply:
     try:
-        declared = response.headers.get("content-length", "")
-        # A garbled Content-Length is ignored: the streamed count below still caps the body.
-        if _DIGITS.fullmatch(declared) and int(declared) > max_bytes:
+        if declared_over(response.headers.get("content-length", ""), max_bytes):
             raise BodyTooLarge(response.status_code)
         body = bytearray()
         async for chunk in response.aiter_bytes():

@@ -12,9 +12,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 
 from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
 from app.outbound.client import RequestMaker
+from app.outbound.transport import Reply
 from app.providers.base import CallContext, ProviderBalance, ProviderDeps, ProviderPlugin, expect
 from app.providers.exchange import (
-    Reply,
     backoff_error,
     exchange,
     is_int,

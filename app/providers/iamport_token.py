@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from app.errors import UpstreamAuthFailed, UpstreamInvalidResponse
 from app.observability import events
-from app.providers.exchange import Reply, backoff_error, is_int, require_json, status_error
+from app.outbound.transport import Reply
+from app.providers.exchange import backoff_error, is_int, require_json, status_error
 from app.providers.iamport_envelope import parse_envelope
 
 MAX_TOKEN_LIFETIME = 24 * 3600

@@ -12,7 +12,8 @@ import respx
 from pydantic import SecretStr
 
 from app.errors import UpstreamAuthFailed, UpstreamError, UpstreamInvalidResponse
-from app.providers.exchange import Reply, exchange
+from app.outbound.transport import Reply
+from app.providers.exchange import exchange
 from app.providers.iamport_token import IamportTokenManager
 from tests.conftest import (
     BENEPIA_URL,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 
 from app.outbound.client import ProviderClient, RequestMaker, build_client
-from app.outbound.transport import Fetched
-from app.providers.exchange import Reply
+from app.outbound.transport import Reply, declared_over
 from app.settings import OutboundSettings
 
 BASE = "https://provider.example:8443"
@@ -84,7 +83,13 @@ def test_a_request_shows_no_header_body_or_query_in_its_repr() -> None:
 
 def test_an_answer_shows_no_header_or_body_in_its_repr() -> None:
     headers = {"set-cookie": "session=cookie-secret-789"}
-    shown = repr(Fetched(200, headers, b'{"points": 12000}')) + repr(
-        Reply(200, headers, b'{"points": 12000}')
-    )
-    assert shown == "<Fetched 200, 17 bytes><Reply 200, 17 bytes>"
+    assert repr(Reply(200, headers, b'{"points": 12000}')) == "<Reply 200, 17 bytes>"
+
+
+def test_only_a_plain_decimal_content_length_can_refuse_a_body() -> None:
+    assert declared_over("2048", 1024)
+    assert not declared_over("1024", 1024)
+    # Garbled or out-of-range lengths say nothing (the count while reading still caps the body);
+    # "²" passes str.isdigit() but not int().
+    for garbled in ("", "12a", "-5", "²", "1" * 19, " 2048"):
+        assert not declared_over(garbled, 1024), garbled
