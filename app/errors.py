@@ -157,6 +157,14 @@ class Forbidden(GatewayError):
     title = "Not allowed for this user"
 
 
+class OwnershipProofRequired(GatewayError):
+    """The account offers no proof that it is the caller's, and the caller may not vouch for it."""
+
+    code = "ownership_proof_required"
+    status = 403
+    title = "The account's ownership is not proven"
+
+
 class RateLimited(GatewayError):
     code = "rate_limited"
     status = 429

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from app.accounts.engine import build_engine
 from app.accounts.lookups import open_lookups
-from app.accounts.migrate import schema_exists
+from app.accounts.migrate import schema_problem, schema_state
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountStore
@@ -97,15 +97,13 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
     settings = plan.settings
     url, timeout = settings.database_url_value(), settings.database_timeout
     engine = build_engine(url, timeout=timeout)
-    models = {name: plugin.account_model for name, plugin in plan.plugins().items()}
     lookups = open_lookups(url, timeout=timeout)
-    store = SqlAccountStore(engine, plan.keyring, models, timeout=timeout, lookups=lookups)
+    store = SqlAccountStore(engine, plan.keyring, plan.plugins(), timeout=timeout, lookups=lookups)
     try:
-        if not await schema_exists(engine):
+        problem = schema_problem(await schema_state(engine))
+        if problem is not None:
             await store.aclose()
-            raise ConfigurationError(
-                "the account store has no schema yet: run `points-gateway db upgrade`"
-            )
+            raise ConfigurationError(problem)
         await store.check_ready()
     except (StoreUnavailable, OSError) as exc:
         # Serve anyway: points routes answer 503 store_unavailable until the database is back.

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.security.principal import Scope
+
 
 class OutboundSettings(BaseModel):
     """The outbound HTTP clients (POINTS_OUTBOUND__*)."""
@@ -63,7 +65,7 @@ class ApiKeySetting(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
-    scopes: list[Literal["points:read", "accounts:read", "accounts:write"]]
+    scopes: list[Scope]
 
 
 class AuthSettings(BaseModel):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
 
 import httpx
+import jwt
 import pytest
 import respx
 from fastapi import FastAPI
@@ -61,6 +63,21 @@ TEST_ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
     "bob": {"gafapay": {"gafapay_user_id": "0b0b", "currency_id": CURRENCY}},
     "carol": {"benepia": {"benepia_user": "carol.lee", "benepia_password": BENEPIA_PASSWORD}},
 }
+
+
+def customer_token(gafapay_user_id: str, *, lifetime: int = 3600, **claims: object) -> str:
+    """A GafaPay customer session JWT for `gafapay_user_id`, as GafaPay issues it at login.
+
+    The gateway checks its form and `sub` (app/accounts/ownership.py); its signature is
+    GafaPay's to check, so the key here is any key.
+    """
+    body = {
+        "sub": gafapay_user_id,
+        "roles": ["ROLE_CUSTOMER"],
+        "exp": int(time.time()) + lifetime,
+        **claims,
+    }
+    return jwt.encode(body, "gafapay-test-signing-key-not-real-0000", algorithm="HS256")
 
 
 def require_services() -> bool:

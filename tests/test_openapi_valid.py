@@ -107,7 +107,11 @@ def test_secrets_are_write_only_and_bounded(doc: dict[str, Any]) -> None:
     assert (password["minLength"], password["maxLength"]) == (1, 256)
     token = schemas["GafapayAccount"]["properties"]["token"]["anyOf"][0]
     assert token["writeOnly"] is True
-    assert token["pattern"] == "^[!-~]{1,4096}$"
+    # A JWT (three base64url parts), whose `sub` must be the account's id (described, not a rule
+    # JSON Schema can state).
+    assert token["pattern"] == r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"
+    assert token["maxLength"] == 4096
+    assert "`sub` is `gafapay_user_id`" in token["description"]
 
 
 def test_decimals_are_strings(doc: dict[str, Any]) -> None:

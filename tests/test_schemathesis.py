@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -12,11 +13,13 @@ from hypothesis import HealthCheck, settings
 from app.main import create_app
 from app.observability.shutdown import ShutdownState
 from app.security.api_keys import hash_key
+from app.security.principal import ALL_SCOPES
 from tests.conftest import (
     BENEPIA_URL,
     GAFAPAY_URL,
     TOKEN_URL,
     benepia_ok,
+    customer_token,
     gafapay_ok,
     make_settings,
     make_store,
@@ -33,7 +36,7 @@ AUTH = {
         {
             "name": "schemathesis",
             "sha256": hash_key(API_KEY),
-            "scopes": ["points:read", "accounts:read", "accounts:write"],
+            "scopes": sorted(ALL_SCOPES),
         }
     ],
 }
@@ -71,6 +74,20 @@ APP = create_app(
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.auth()(ServiceKey)
+JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+
+
+def prove_customer_token(case: Case) -> None:
+    """Give a generated GafaPay token of the documented shape the generated id as its `sub`.
+
+    The token must be a JWT whose `sub` names `gafapay_user_id`: a rule between two fields that
+    JSON Schema cannot state. Any other (negative) token is left to be refused.
+    """
+    body = case.body
+    if isinstance(body, dict):
+        token, user = body.get("token"), body.get("gafapay_user_id")
+        if isinstance(token, str) and JWT_SHAPE.match(token) and isinstance(user, str):
+            body["token"] = customer_token(user)
 
 
 @schema.parametrize()
@@ -85,4 +102,5 @@ def test_api(case: Case) -> None:
     # Schemathesis ends the app's lifespan after each test and starts it again for the next;
     # an ended lifespan marks the app as shutting down (/readyz 503), so start each one fresh.
     APP.state.shutdown = ShutdownState()
+    prove_customer_token(case)
     case.call_and_validate()

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.engine import build_engine
 from app.accounts.memory_store import load_accounts_file
-from app.accounts.migrate import schema_exists, upgrade
+from app.accounts.migrate import schema_problem, schema_state, upgrade
 from app.accounts.rotation import RotationReport, rotate
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -21,10 +21,9 @@ from app.settings import Settings
 
 
 async def _require_schema(engine: AsyncEngine) -> None:
-    if not await schema_exists(engine):
-        raise ConfigurationError(
-            "the account store has no schema yet: run `points-gateway db upgrade`"
-        )
+    problem = schema_problem(await schema_state(engine))
+    if problem is not None:
+        raise ConfigurationError(problem)
 
 
 def _keyring(settings: Settings) -> Keyring:
@@ -51,8 +50,12 @@ async def seed(
     count = 0
     for user_id, links in accounts.items():
         for provider, account in links.items():
-            masked = plugins[provider].masked_id(account)
-            await store.upsert(user_id, provider, account, masked_id=masked)
+            plugin = plugins[provider]
+            # Validated (and the operator vouches): what the account offers is what is recorded.
+            ownership = plugin.prove(account).kind
+            await store.upsert(
+                user_id, provider, account, masked_id=plugin.masked_id(account), ownership=ownership
+            )
             count += 1
     return count
 
@@ -62,8 +65,7 @@ async def import_accounts(settings: Settings, path: Path) -> int:
     plugins = {n: p for n, p in discover_plugins().items() if n in settings.enabled_providers}
     accounts = load_accounts_file(path, plugins)
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
-    models = {name: plugin.account_model for name, plugin in plugins.items()}
-    store = SqlAccountStore(engine, _keyring(settings), models, timeout=settings.database_timeout)
+    store = SqlAccountStore(engine, _keyring(settings), plugins, timeout=settings.database_timeout)
     try:
         await _require_schema(engine)
         return await seed(store, accounts, plugins)

@@ -29,10 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.accounts.engine import build_engine
 from app.accounts.schema import linked_accounts as t
 
-LINKED = select(t.c.provider, t.c.sealed).where(t.c.user_id == bindparam("user_id"))
+LINKED = select(t.c.provider, t.c.sealed, t.c.ownership).where(t.c.user_id == bindparam("user_id"))
 # The lookups of every request that reached this point in one turn of the event loop, as one
 # query (PostgreSQL).
-LINKED_MANY = select(t.c.user_id, t.c.provider, t.c.sealed).where(
+LINKED_MANY = select(t.c.user_id, t.c.provider, t.c.sealed, t.c.ownership).where(
     t.c.user_id == any_(bindparam("user_ids"))
 )
 POOL_SIZE = 20
@@ -58,10 +58,14 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
 """asyncpg's own errors, which the store maps to `store_unavailable` like SQLAlchemy's."""
 
 
-class Lookups(Protocol):
-    """Rows of (provider, sealed) for one user."""
+Row = tuple[str, str, str | None]
+"""(provider, sealed credentials, recorded ownership) of one linked account."""
 
-    async def linked(self, user_id: str) -> Sequence[tuple[str, str]]: ...
+
+class Lookups(Protocol):
+    """The linked-account rows of one user."""
+
+    async def linked(self, user_id: str) -> Sequence[Row]: ...
 
     async def aclose(self) -> None: ...
 
@@ -73,12 +77,12 @@ class EngineLookups:
         self._engine = engine
         self._owned = owned
 
-    async def linked(self, user_id: str) -> Sequence[tuple[str, str]]:
+    async def linked(self, user_id: str) -> Sequence[Row]:
         for attempt in (1, 2):
             try:
                 async with self._engine.connect() as conn:
                     result = await conn.execute(LINKED, {"user_id": user_id})
-                    return [(row[0], row[1]) for row in result]
+                    return [(row[0], row[1], row[2]) for row in result]
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise
@@ -119,7 +123,7 @@ class AsyncpgLookups:
         # next, so a waiter it has just woken can lose it to a newcomer and go back to the end
         # of the line. asyncio.Semaphore queues newcomers behind waiters.
         self._turns = asyncio.Semaphore(POOL_SIZE)
-        self._waiting: dict[str, list[asyncio.Future[list[tuple[str, str]]]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[list[Row]]]] = {}
         self._batches: set[asyncio.Task[None]] = set()
         self._in_flight = 0  # queries running, alone or batched
 
@@ -140,16 +144,16 @@ class AsyncpgLookups:
                     )
         return self._pool
 
-    async def linked(self, user_id: str) -> Sequence[tuple[str, str]]:
+    async def linked(self, user_id: str) -> Sequence[Row]:
         if not self._in_flight and not self._waiting:
             # Nobody else is asking: no batch to wait for (a loop turn and a task saved).
             self._in_flight += 1
             try:
-                return [(provider, sealed) for _, provider, sealed in await self._fetch([user_id])]
+                return [row[1:] for row in await self._fetch([user_id])]
             finally:
                 self._in_flight -= 1
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[list[tuple[str, str]]] = loop.create_future()
+        answer: asyncio.Future[list[Row]] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self._dispatch)
         self._waiting.setdefault(user_id, []).append(answer)
@@ -165,7 +169,7 @@ class AsyncpgLookups:
             self._batches.add(task)  # held until done: the loop keeps only weak references
             task.add_done_callback(self._batches.discard)
 
-    async def _answer(self, batch: dict[str, list[asyncio.Future[list[tuple[str, str]]]]]) -> None:
+    async def _answer(self, batch: dict[str, list[asyncio.Future[list[Row]]]]) -> None:
         self._in_flight += 1
         try:
             rows = await self._fetch(list(batch))
@@ -182,17 +186,17 @@ class AsyncpgLookups:
             raise
         finally:
             self._in_flight -= 1
-        found: dict[str, list[tuple[str, str]]] = {user: [] for user in batch}
-        for user, provider, sealed in rows:
+        found: dict[str, list[Row]] = {user: [] for user in batch}
+        for user, provider, sealed, ownership in rows:
             bucket = found.get(user)  # always found under the default (deterministic) collation
             if bucket is not None:
-                bucket.append((provider, sealed))
+                bucket.append((provider, sealed, ownership))
         for user, answers in batch.items():
             for answer in answers:
                 if not answer.done():
                     answer.set_result(found[user])
 
-    async def _fetch(self, users: list[str]) -> list[tuple[str, str, str]]:
+    async def _fetch(self, users: list[str]) -> list[tuple[str, str, str, str | None]]:
         pool = await self._get_pool()
         for attempt in (1, 2):
             try:
@@ -200,7 +204,7 @@ class AsyncpgLookups:
                 # timeout runs the checkout in a task of its own (wait_for).
                 async with asyncio.timeout(self._timeout), self._turns, pool.acquire() as conn:
                     rows = await conn.fetch(self._sql, users)
-                    return [(row[0], row[1], row[2]) for row in rows]
+                    return [(row[0], row[1], row[2], row[3]) for row in rows]
             except _DISCONNECTED:
                 if attempt == 2:
                     raise

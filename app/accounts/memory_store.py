@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -9,13 +10,18 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from app.accounts.ownership import token_problem
 from app.accounts.store import AccountInfo, LinkedAccount
-from app.providers.base import ConfigurationError, ProviderPlugin
+from app.providers.base import ConfigurationError, Ownership, ProviderPlugin
 from app.users import is_user_id
 
 
 class MemoryAccountStore:
-    """Accounts in a dict; nothing is sealed because nothing leaves the process."""
+    """Accounts in a dict; nothing is sealed because nothing leaves the process.
+
+    Every account here was checked when it was linked, or given by the operator (a file, a
+    test), so there is no unrecorded ownership to check on reading.
+    """
 
     def __init__(self, accounts: Mapping[str, Mapping[str, BaseModel]] | None = None) -> None:
         now = datetime.now(UTC)
@@ -31,7 +37,13 @@ class MemoryAccountStore:
         return [info for _, (_, info) in sorted(self._accounts.get(user_id, {}).items())]
 
     async def upsert(
-        self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
+        self,
+        user_id: str,
+        provider: str,
+        account: BaseModel,
+        *,
+        masked_id: str,
+        ownership: Ownership,
     ) -> tuple[AccountInfo, bool]:
         now = datetime.now(UTC)
         links = self._accounts.setdefault(user_id, {})
@@ -50,12 +62,7 @@ class MemoryAccountStore:
         for provider in providers:
             if provider in links:
                 account, info = links[provider]
-                links[provider] = (
-                    account,
-                    AccountInfo(
-                        info.provider, info.masked_id, info.linked_at, info.updated_at, now
-                    ),
-                )
+                links[provider] = (account, dataclasses.replace(info, last_fetch_at=now))
 
     async def ping(self) -> None:
         return None
@@ -85,13 +92,19 @@ def load_accounts(
                 problems.append(f"{source}: {user}.{provider}: provider is not enabled")
                 continue
             try:
-                accounts.setdefault(user, {})[provider] = plugin.account_model.model_validate(
-                    fields
-                )
+                account = plugin.account_model.model_validate(fields)
             except ValidationError as exc:
                 for err in exc.errors(include_input=False, include_url=False):
                     where = ".".join(str(p) for p in err["loc"])
                     problems.append(f"{source}: {user}.{provider}.{where}: {err['msg']}")
+                continue
+            # The operator vouches for ids-only accounts; a user's own token must still fit.
+            proof = plugin.prove(account)
+            problem = token_problem(proof) if proof.kind is Ownership.USER_TOKEN else None
+            if problem is not None:
+                problems.append(f"{source}: {user}.{provider}.{proof.field}: {problem}")
+                continue
+            accounts.setdefault(user, {})[provider] = account
     if problems:
         raise ConfigurationError("invalid linked accounts:\n  " + "\n  ".join(problems))
     return accounts

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -29,11 +32,29 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await conn.run_sync(run)
 
 
-async def schema_exists(engine: AsyncEngine) -> bool:
-    """Whether the linked-accounts table is there (i.e. `db upgrade` has run)."""
+SchemaState = Literal["missing", "behind", "current"]
 
-    def check(connection: Connection) -> bool:
-        return inspect(connection).has_table("linked_accounts")
+
+async def schema_state(engine: AsyncEngine) -> SchemaState:
+    """Whether `db upgrade` has run, and up to the latest migration."""
+
+    def check(connection: Connection) -> SchemaState:
+        if not inspect(connection).has_table("linked_accounts"):
+            return "missing"
+        current = MigrationContext.configure(connection).get_current_revision()
+        head = ScriptDirectory.from_config(_config(connection)).get_current_head()
+        return "current" if current == head else "behind"
 
     async with engine.connect() as conn:
         return await conn.run_sync(check)
+
+
+def schema_problem(state: SchemaState) -> str | None:
+    """What to tell an operator about the schema, or None when it is current."""
+    if state == "missing":
+        return "the account store has no schema yet: run `points-gateway db upgrade`"
+    if state == "behind":
+        return (
+            "the account store's schema is older than this release: run `points-gateway db upgrade`"
+        )
+    return None

@@ -18,4 +18,7 @@ linked_accounts = Table(
     Column("linked_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_fetch_at", DateTime(timezone=True), nullable=True),
+    # What proved the account the caller's when it was linked (app/accounts/ownership.py);
+    # NULL for rows linked before the gateway checked.
+    Column("ownership", String(16), nullable=True),
 )

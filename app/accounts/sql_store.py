@@ -16,11 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.lookups import STORE_ERRORS, EngineLookups, Lookups
+from app.accounts.ownership import admit_unrecorded
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.store import AccountInfo, LinkedAccount, reveal
 from app.errors import CredentialsUnreadable, GatewayError, StoreUnavailable
-from app.providers.base import ConfigurationError
+from app.providers.base import ConfigurationError, Ownership, ProviderPlugin
 
 log = logging.getLogger("points_gateway.accounts")
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -35,11 +36,8 @@ _NOTE_FETCH = (
     .values(last_fetch_at=bindparam("at"))
 )
 # Built once: building and coercing a statement per request costs more than running it.
-_ACCOUNTS = (
-    select(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
-    .where(t.c.user_id == bindparam("user_id"))
-    .order_by(t.c.provider)
-)
+_INFO = (t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
+_ACCOUNTS = select(*_INFO).where(t.c.user_id == bindparam("user_id")).order_by(t.c.provider)
 FETCH_NOTE_INTERVAL = 60.0
 FETCH_NOTE_DELAY = 0.5  # how long notes of fetches gather before one write records them all
 BACKSTOP = 1.0
@@ -73,7 +71,7 @@ class SqlAccountStore:
         self,
         engine: AsyncEngine,
         keyring: Keyring,
-        account_models: Mapping[str, type[BaseModel]],
+        plugins: Mapping[str, ProviderPlugin],
         *,
         timeout: float,
         lookups: Lookups | None = None,
@@ -82,7 +80,7 @@ class SqlAccountStore:
         self._engine = engine
         self._lookups = lookups or EngineLookups(engine, owned=False)
         self._keyring = keyring
-        self._models = dict(account_models)
+        self._plugins = dict(plugins)
         self._timeout = timeout
         self._noted: dict[tuple[str, str], float] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -118,18 +116,19 @@ class SqlAccountStore:
         async with self._db("lookup"):
             rows = await self._lookups.linked(user_id)
         found: dict[str, LinkedAccount] = {}
-        for provider, sealed in rows:
-            model = self._models.get(provider)
-            if model is not None:
-                found[provider] = self._open(user_id, provider, sealed, model)
+        for provider, sealed, ownership in rows:
+            plugin = self._plugins.get(provider)
+            if plugin is not None:
+                found[provider] = self._open(user_id, plugin, sealed, ownership)
         return found
 
     def _open(
-        self, user_id: str, provider: str, sealed: str, model: type[BaseModel]
+        self, user_id: str, plugin: ProviderPlugin, sealed: str, ownership: str | None
     ) -> LinkedAccount:
+        provider = plugin.name
         try:
             plain = self._keyring.unseal(sealed, user_id=user_id, provider=provider)
-            return model.model_validate_json(plain)
+            account = plugin.account_model.model_validate_json(plain)
         except GatewayError as exc:
             log.warning("unreadable credentials for a %s account", provider)
             exc.provider = provider
@@ -139,6 +138,9 @@ class SqlAccountStore:
                 "The stored credentials no longer fit this provider's account schema.",
                 provider=provider,
             )
+        if ownership is None:
+            return admit_unrecorded(plugin, account) or account
+        return account
 
     async def accounts(self, user_id: str) -> list[AccountInfo]:
         async with self._db("list"), self._engine.connect() as conn:
@@ -146,7 +148,13 @@ class SqlAccountStore:
         return [_info(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
     async def upsert(
-        self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
+        self,
+        user_id: str,
+        provider: str,
+        account: BaseModel,
+        *,
+        masked_id: str,
+        ownership: Ownership,
     ) -> tuple[AccountInfo, bool]:
         now = datetime.now(UTC)
         sealed = self._keyring.seal(reveal(account), user_id=user_id, provider=provider)
@@ -158,6 +166,7 @@ class SqlAccountStore:
             "key_id": self._keyring.current_id,
             "linked_at": now,
             "updated_at": now,
+            "ownership": ownership.value,
         }
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(t).values(values)
@@ -169,8 +178,9 @@ class SqlAccountStore:
                 "sealed": insert.excluded.sealed,
                 "key_id": insert.excluded.key_id,
                 "updated_at": insert.excluded.updated_at,
+                "ownership": insert.excluded.ownership,
             },
-        ).returning(t.c.provider, t.c.masked_id, t.c.linked_at, t.c.updated_at, t.c.last_fetch_at)
+        ).returning(*_INFO)
         async with self._db("link"), self._engine.begin() as conn:
             row = (await conn.execute(statement)).one()
         info = _info(*row)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
 from app.errors import GatewayError
+from app.providers.base import Ownership
 
 LinkedAccount = BaseModel | GatewayError
 """A linked account's credentials, or the reason they cannot be used (e.g. unreadable)."""
@@ -40,9 +41,18 @@ class AccountStore(Protocol):
         ...
 
     async def upsert(
-        self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
+        self,
+        user_id: str,
+        provider: str,
+        account: BaseModel,
+        *,
+        masked_id: str,
+        ownership: Ownership,
     ) -> tuple[AccountInfo, bool]:
-        """Link or replace one account atomically; True when it was newly linked."""
+        """Link or replace one account atomically; True when it was newly linked.
+
+        `ownership` is what proved the account the caller's (checked by the caller beforehand).
+        """
         ...
 
     async def delete(self, user_id: str, provider: str) -> bool:

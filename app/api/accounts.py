@@ -10,14 +10,16 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from app.accounts.ownership import require_proof
 from app.api.deps import Asking, GatewayDep
 from app.api.docs import problems
 from app.api.params import PERSONAL, UserId
-from app.api.security_deps import READ_ACCOUNTS
+from app.api.security_deps import READ_ACCOUNTS, principal_of
 from app.errors import AccountNotLinked, InvalidRequest
 from app.gateway import Gateway
 from app.points.models import Balance
 from app.problems import instance_of, problem_response
+from app.providers.base import Ownership, ProviderPlugin
 from app.request_context import request_id_of
 
 router = APIRouter(tags=["accounts"])
@@ -42,8 +44,17 @@ class LinkedAccountList(BaseModel):
     accounts: list[LinkedAccountInfo]
 
 
-def _parse_account(gateway: Gateway, provider: str, fields: dict[str, object]) -> BaseModel:
+def _proven_account(
+    gateway: Gateway, provider: str, fields: dict[str, object], request: Request
+) -> tuple[ProviderPlugin, BaseModel, Ownership]:
+    """The body as the program's account, once the caller has proven it is theirs."""
     plugin, _ = gateway.registry.require(provider)
+    account = _parse_account(plugin, fields)
+    return plugin, account, require_proof(plugin, account, principal_of(request))
+
+
+def _parse_account(plugin: ProviderPlugin, fields: dict[str, object]) -> BaseModel:
+    provider = plugin.name
     try:
         json.dumps(fields, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -78,15 +89,16 @@ async def link(
 ) -> Response:
     """Store the account's credentials (sealed); idempotent. Secrets are write-only."""
     gateway = asking.gateway
-    account = _parse_account(gateway, provider, fields)
+    plugin, account, ownership = _proven_account(gateway, provider, fields, request)
     if verify:
         entry = await gateway.aggregator.one_shot(provider, account, asking.call, asking.options)
         failed = _failure(request, entry)
         if failed is not None:
             return failed
-    plugin, _ = gateway.registry.require(provider)
     masked = plugin.masked_id(account)
-    info, created = await gateway.store.upsert(user_id, provider, account, masked_id=masked)
+    info, created = await gateway.store.upsert(
+        user_id, provider, account, masked_id=masked, ownership=ownership
+    )
     # A balance cached for the old credentials must not be served for the new ones.
     await gateway.aggregator.forget(user_id, provider)
     body = LinkedAccountInfo.model_validate(info, from_attributes=True)
@@ -106,7 +118,7 @@ async def query_once(
 ) -> Response:
     """One program's balance for the account in the body; nothing of it is kept."""
     gateway = asking.gateway
-    account = _parse_account(gateway, provider, fields)
+    _, account, _ = _proven_account(gateway, provider, fields, request)
     entry = await gateway.aggregator.one_shot(provider, account, asking.call, asking.options)
     failed = _failure(request, entry)
     if failed is not None:

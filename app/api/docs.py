@@ -16,7 +16,8 @@ from app.providers.base import ProviderPlugin
 
 PROBLEM_DESCRIPTIONS = {
     401: "No or bad credentials (`unauthorized`).",
-    403: "The caller may not act on this user (`forbidden`).",
+    403: "The caller may not act on this user (`forbidden`), or the account carries no proof "
+    "that it is the caller's and the caller may not vouch for it (`ownership_proof_required`).",
     404: "Unknown provider, or no account linked (`unknown_provider`, `account_not_linked`).",
     409: "The stored credentials can no longer be read (`credentials_unreadable`); link the "
     "account again.",

@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from app.api.deps import GatewayDep, get_gateway
+from app.errors import InternalError
 from app.security.policy import authorize
 from app.security.principal import Principal
 
@@ -44,6 +45,14 @@ class Authorize:
         await gateway.security.limit(principal, request)
         authorize(principal, request.path_params["user_id"], self.scope)
         return principal
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller that the route's Authorize dependency authenticated."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise InternalError("The route did not authenticate its caller.")
+    return principal
 
 
 async def limit_by_address(request: Request, gateway: GatewayDep) -> None:

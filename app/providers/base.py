@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from enum import StrEnum
+from typing import Annotated, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,66 @@ class ProviderDeps:
     max_response_bytes: int
 
 
+class Ownership(StrEnum):
+    """How a caller proves that an account is theirs (DESIGN.md, "Who may link an account")."""
+
+    SECRET = "secret"  # noqa: S105  (a kind of proof, not a password)
+    """The account carries the user's own credential for the program (a password)."""
+    USER_TOKEN = "user_token"  # noqa: S105
+    """The account carries the user's own session token, whose `sub` names the account."""
+    TRUSTED_LINK = "trusted_link"
+    """Ids only: the gateway cannot check; only a trusted service may link it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proof:
+    """What one account offers as proof of ownership; built by the plugin's `prove`."""
+
+    kind: Ownership
+    token: str | None = field(default=None, repr=False)
+    """USER_TOKEN: the user's session token (a JWT)."""
+    subject: str | None = None
+    """USER_TOKEN: the account id that the token's `sub` must name."""
+    same_subject: Callable[[str, str], bool] = operator.eq
+    """USER_TOKEN: how the program compares its account ids."""
+    field: str = "token"
+    """USER_TOKEN: the account field holding the token (named in a 422)."""
+    hint: str = ""
+    """TRUSTED_LINK: what an end user could send instead, for the 403's detail."""
+
+    @classmethod
+    def secret(cls) -> Proof:
+        """The account carries the user's own credential."""
+        return cls(kind=Ownership.SECRET)
+
+    @classmethod
+    def user_token(
+        cls,
+        token: str,
+        *,
+        subject: str,
+        same_subject: Callable[[str, str], bool] = operator.eq,
+        field: str = "token",
+    ) -> Proof:
+        """The account carries the user's session token for `subject`."""
+        return cls(
+            kind=Ownership.USER_TOKEN,
+            token=token,
+            subject=subject,
+            same_subject=same_subject,
+            field=field,
+        )
+
+    @classmethod
+    def trusted_link(cls, hint: str = "") -> Proof:
+        """Ids only; `hint` says what an end user could send to prove it instead."""
+        return cls(kind=Ownership.TRUSTED_LINK, hint=hint)
+
+
+def _ids_only(_: BaseModel) -> Proof:
+    return Proof.trusted_link()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderPlugin:
     """How a program plugs in: its names, its settings and account schemas, and its factory.
@@ -74,10 +136,18 @@ class ProviderPlugin:
     build: Callable[[BaseModel, ProviderDeps], PointsProvider]
     identify: Callable[[BaseModel], str] | None = None
     """The account's identifier at the provider (shown masked; never a secret)."""
+    prove: Callable[[BaseModel], Proof] = _ids_only
+    """What an account offers as proof that it is the caller's (default: nothing, ids only)."""
 
     def masked_id(self, account: BaseModel) -> str:
         """The account's identifier, masked for display."""
         return mask(self.identify(account)) if self.identify else ""
+
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
+"""An account identifier: 1-128 characters, no control characters (no CR, LF or NUL)."""
 
 
 def mask(identifier: str) -> str:

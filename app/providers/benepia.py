@@ -14,6 +14,8 @@ from app.outbound.client import RequestMaker
 from app.outbound.transport import OutboundRequest, Reply
 from app.providers.base import (
     CallContext,
+    Identifier,
+    Proof,
     ProviderBalance,
     ProviderDeps,
     ProviderPlugin,
@@ -66,7 +68,7 @@ class BenepiaAccount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    benepia_user: str = Field(min_length=1, max_length=128)
+    benepia_user: Identifier
     benepia_password: SecretStr = Field(
         min_length=1, max_length=256, json_schema_extra={"writeOnly": True}
     )
@@ -194,4 +196,5 @@ plugin = ProviderPlugin(
     account_model=BenepiaAccount,
     build=_build,
     identify=lambda account: expect(BenepiaAccount, account).benepia_user,
+    prove=lambda _: Proof.secret(),  # the password: Benepia checks it at every query
 )

@@ -13,7 +13,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, St
 from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
 from app.outbound.client import RequestMaker
 from app.outbound.transport import Reply
-from app.providers.base import CallContext, ProviderBalance, ProviderDeps, ProviderPlugin, expect
+from app.providers.base import (
+    CallContext,
+    Proof,
+    ProviderBalance,
+    ProviderDeps,
+    ProviderPlugin,
+    expect,
+)
 from app.providers.exchange import (
     backoff_error,
     exchange,
@@ -61,6 +68,22 @@ HeaderToken = Annotated[
 ]
 
 
+CustomerToken = Annotated[
+    SecretStr,
+    AfterValidator(_header_safe),
+    Field(
+        description="The customer's own GafaPay session token: a JWT whose `sub` is "
+        "`gafapay_user_id`. It proves the account is the caller's; without it only a service "
+        "holding the `accounts:link_trusted` scope may link or query the account.",
+        json_schema_extra={
+            "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]*$",
+            "maxLength": 4096,
+            "writeOnly": True,
+        },
+    ),
+]
+
+
 class GafapaySettings(BaseModel):
     """Gateway-wide GafaPay settings (POINTS_PROVIDERS__GAFAPAY__*)."""
 
@@ -73,13 +96,17 @@ class GafapaySettings(BaseModel):
 
 
 class GafapayAccount(BaseModel):
-    """A user's GafaPay identity: user and currency ids, and optionally its own session token."""
+    """A user's GafaPay identity: user and currency ids, and optionally its own session token.
+
+    With `token` (the customer's GafaPay session JWT, `sub` = the GafaPay user id) the account
+    proves itself; without it, only a trusted service may link it (app/accounts/ownership.py).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     gafapay_user_id: HexId
     currency_id: HexId
-    token: HeaderToken | None = None
+    token: CustomerToken | None = None
 
 
 class TokenSource(Protocol):
@@ -206,6 +233,18 @@ def _upstream_request_id(request_id: str) -> str:
         return str(uuid.uuid4())
 
 
+def _prove(account: BaseModel) -> Proof:
+    gafapay = expect(GafapayAccount, account)
+    if gafapay.token is None:
+        return Proof.trusted_link(
+            "send the user's own GafaPay session token in `token` (its `sub` is the "
+            "GafaPay user id)"
+        )
+    return Proof.user_token(
+        gafapay.token.get_secret_value(), subject=gafapay.gafapay_user_id, same_subject=same_id
+    )
+
+
 def _build(settings: BaseModel, deps: ProviderDeps) -> GafapayProvider:
     own = expect(GafapaySettings, settings)
     client = deps.client_factory(own.base_url, own.timeout)
@@ -220,4 +259,5 @@ plugin = ProviderPlugin(
     account_model=GafapayAccount,
     build=_build,
     identify=lambda account: expect(GafapayAccount, account).gafapay_user_id,
+    prove=_prove,
 )

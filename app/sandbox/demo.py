@@ -95,8 +95,7 @@ async def prepare_demo_database(database_url: str, keyring: Keyring) -> None:
     """Migrate a fresh database and link the demo users' accounts in it."""
     engine = build_engine(database_url, timeout=5.0)
     await upgrade(engine)
-    models = {name: plugin.account_model for name, plugin in DEMO_PLUGINS.items()}
-    store = SqlAccountStore(engine, keyring, models, timeout=5.0)
+    store = SqlAccountStore(engine, keyring, DEMO_PLUGINS, timeout=5.0)
     try:
         await seed(store, demo_accounts(), DEMO_PLUGINS)
     finally:

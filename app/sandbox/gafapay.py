@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import hmac
+import json
+import secrets
 import string
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.sandbox.faults import (
+    JSON_TYPE,
     CallCounter,
     FaultBook,
     Json,
@@ -25,6 +30,8 @@ from app.sandbox.faults import (
 
 USER_POINTS_PATH = "/gafapay/v3/reward_promotion/user_points"
 USER_POINTS = f"GET {USER_POINTS_PATH}"
+CUSTOMER_TOKENS_PATH = "/__sandbox/customer_tokens"
+CUSTOMER_TOKEN_LIFETIME = 3600
 UNAUTHORIZED_BODY = b'{"status":"error","code":401,"message":"UNAUTHORIZED"}'
 MAX_ID_LENGTH = 32
 MAX_RECORDS = 1000
@@ -70,11 +77,18 @@ class UserPointsQuery:
 
 
 class GafapaySandbox:
-    """State of the GafaPay emulator: company, accepted JWTs and accounts."""
+    """State of the GafaPay emulator: company, accepted JWTs and accounts.
+
+    Two kinds of token open the points endpoint: the merchant tokens in `tokens` (any user's
+    points, as the gateway-wide token does) and customer session tokens the emulator signed
+    itself (`customer_token`: HS256, `sub` the GafaPay user id, `roles: ["ROLE_CUSTOMER"]`),
+    which read only their own user's points.
+    """
 
     def __init__(self, *, company_id: str, tokens: set[str]) -> None:
         self.company_id = company_id
         self.tokens = tokens
+        self._signing_key = secrets.token_bytes(32)
         # Keyed by normalize_id(user_id), normalize_id(currency_id).
         self.accounts: dict[tuple[str, str], GafapayAccount] = {}
         self.last_request_ids: list[str] = []
@@ -138,19 +152,36 @@ class GafapaySandbox:
         self._calls.reset()
         self.last_request_ids.clear()
 
-    def _token_ok(self, authorization: str | None) -> bool:
+    def customer_token(self, user_id: str, *, lifetime: int = CUSTOMER_TOKEN_LIFETIME) -> str:
+        """A customer's session token, as GafaPay issues it at login."""
+        if normalize_id(user_id) is None:
+            raise ValueError("user_id must be 1-32 hex characters")
+        now = int(time.time())
+        claims = {"sub": user_id, "roles": ["ROLE_CUSTOMER"], "iat": now, "exp": now + lifetime}
+        return jwt.encode(claims, self._signing_key, algorithm="HS256")
+
+    def _bearer_of(self, authorization: str | None) -> str | None:
+        """Whose token this is: "*" for a merchant token, a user id for a customer's, else None."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "token" or not token:
-            return False
-        return any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens)
+            return None
+        if any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens):
+            return "*"
+        try:
+            claims = jwt.decode(token, self._signing_key, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            return None
+        subject = claims.get("sub")
+        return normalize_id(subject) if isinstance(subject, str) else None
 
     def user_points(self, query: UserPointsQuery) -> tuple[int, bytes]:
         """Answer a user_points request."""
         if query.request_id:
             self.last_request_ids.append(query.request_id)
             del self.last_request_ids[:-MAX_RECORDS]
-        if not self._token_ok(query.authorization):
+        bearer = self._bearer_of(query.authorization)
+        if bearer is None:
             return 401, UNAUTHORIZED_BODY
         if (query.company_id or "").strip().lower() != self.company_id.strip().lower():
             return 200, _failure("Invalid company")
@@ -158,6 +189,8 @@ class GafapaySandbox:
             return 200, _failure("requestid header is required")
         if not query.user_id or not query.currency_id:
             return 200, _failure("user_id and currency_id are required")
+        if bearer != "*" and bearer != normalize_id(query.user_id):
+            return 200, _failure("Access denied")
         account = self.find_account(query.user_id, query.currency_id)
         if account is None:
             return 200, _failure("User points not found")
@@ -188,5 +221,18 @@ def create_gafapay_app(sandbox: GafapaySandbox) -> Starlette:
         fault = sandbox.faults.take(fault_key)
         return await apply_fault(request, fault, status, body, error_body=_error_body)
 
-    routes = [Route(USER_POINTS_PATH, user_points, methods=["GET"]), *admin_routes(sandbox)]
+    async def customer_tokens(request: Request) -> Response:
+        # Stands in for GafaPay's customer login, so a walk-through can link with a real token.
+        try:
+            user_id = json.loads(await request.body())["user_id"]
+            token = sandbox.customer_token(str(user_id))
+        except (ValueError, KeyError, TypeError):
+            return Response(_failure("user_id: 1-32 hex characters"), 422, media_type=JSON_TYPE)
+        return Response(dump_json({"token": token}), media_type=JSON_TYPE)
+
+    routes = [
+        Route(USER_POINTS_PATH, user_points, methods=["GET"]),
+        Route(CUSTOMER_TOKENS_PATH, customer_tokens, methods=["POST"]),
+        *admin_routes(sandbox),
+    ]
     return Starlette(routes=routes, max_body_size=64 * 1024)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Scope = Literal["points:read", "accounts:read", "accounts:write"]
-ALL_SCOPES: frozenset[str] = frozenset({"points:read", "accounts:read", "accounts:write"})
+Scope = Literal["points:read", "accounts:read", "accounts:write", "accounts:link_trusted"]
+ALL_SCOPES: frozenset[str] = frozenset(get_args(Scope))
+LINK_TRUSTED: Scope = "accounts:link_trusted"
+"""Link or query accounts that carry no proof of ownership (ids only): the caller vouches."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from tests.conftest import require_services
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 KEY_A = Keyring.generate_entry("key-a")
 KEY_B = Keyring.generate_entry("key-b")
-ACCOUNT_MODELS = {p.name: p.account_model for p in BUILTIN_PLUGINS}
+PLUGINS = {p.name: p for p in BUILTIN_PLUGINS}
 
 
 async def _postgres_available() -> str | None:
@@ -81,8 +81,6 @@ def make_sql_store(engine: AsyncEngine) -> StoreFactory:
 
     def build(*keys: str, timeout: float = 5.0) -> SqlAccountStore:
         keyring = Keyring.parse(",".join(keys or (KEY_A,)))
-        return SqlAccountStore(
-            engine, keyring, ACCOUNT_MODELS, timeout=timeout, lookups=_LOOKUPS[engine]
-        )
+        return SqlAccountStore(engine, keyring, PLUGINS, timeout=timeout, lookups=_LOOKUPS[engine])
 
     return build

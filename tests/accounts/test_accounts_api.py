@@ -28,11 +28,12 @@ from app.accounts.sql_store import SqlAccountStore
 from app.main import create_app
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
-from tests.accounts.conftest import ACCOUNT_MODELS, KEY_A, PG_URL, StoreFactory
+from tests.accounts.conftest import KEY_A, PG_URL, PLUGINS, StoreFactory
 from tests.conftest import (
     ALICE_GAFAPAY,
     BENEPIA_PASSWORD,
     CURRENCY,
+    customer_token,
     gafapay_ok,
     make_settings,
     mock_upstreams,
@@ -45,7 +46,7 @@ ALICE_BENEPIA = {"benepia_user": "alice.kim", "benepia_password": BENEPIA_PASSWO
 ALICE_GAFAPAY_ACCOUNT = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY}
 BOB_BENEPIA = {"benepia_user": "bob.park", "benepia_password": "bobs-own-benepia-pw"}
 BOB_GAFAPAY = {"gafapay_user_id": "0B0B", "currency_id": CURRENCY}
-ACCOUNT_TOKEN = "eyJ.per-account-gafapay-token.0042"
+ACCOUNT_TOKEN = customer_token(ALICE_GAFAPAY, jti="per-account-gafapay-token-0042")
 INFO_KEYS = {"provider", "masked_id", "linked_at", "updated_at", "last_fetch_at"}
 REJECTED = {"code": 1, "message": "베네피아 로그인에 실패했습니다.", "response": None}
 
@@ -491,7 +492,7 @@ async def test_sealed_value_copied_to_another_user_never_answers_for_them(
 async def test_store_down_is_503_store_unavailable(upstream: respx.MockRouter) -> None:
     mock_upstreams(upstream)
     engine = build_engine(PG_URL.replace(":5432/", f":{closed_port()}/"), timeout=1)
-    down = SqlAccountStore(engine, Keyring.parse(KEY_A), ACCOUNT_MODELS, timeout=1)
+    down = SqlAccountStore(engine, Keyring.parse(KEY_A), PLUGINS, timeout=1)
     app = create_app(
         make_settings(), transport=httpx.MockTransport(upstream.async_handler), store=down
     )

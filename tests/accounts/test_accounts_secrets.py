@@ -29,6 +29,7 @@ from tests.conftest import (
     GAFAPAY_TOKEN,
     IMP_SECRET,
     SECRETS,
+    customer_token,
     make_settings,
     mock_upstreams,
     serve_in_process,
@@ -38,7 +39,7 @@ from tests.unit.test_secrets import record_texts
 LINK_PASSWORD = "sEcReT-linked-benepia-pw-0101"
 ONE_SHOT_PASSWORD = "sEcReT-one-shot-benepia-pw-0102"
 WRONG_PASSWORD = "sEcReT-wrong-benepia-pw-0103"
-ACCOUNT_TOKEN = "eyJ.sEcReT-per-account-gafapay-token.0104"
+ACCOUNT_TOKEN = customer_token(ALICE_GAFAPAY, jti="sEcReT-per-account-gafapay-token-0104")
 KEY_MATERIAL = KEY_A.partition(":")[2]
 _KEY_BYTES = base64.urlsafe_b64decode(KEY_MATERIAL + "=" * (-len(KEY_MATERIAL) % 4))
 

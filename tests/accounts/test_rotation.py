@@ -14,10 +14,12 @@ from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.errors import CredentialsUnreadable
-from app.providers.base import ConfigurationError
+from app.providers.base import ConfigurationError, Ownership
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
 from tests.accounts.conftest import KEY_A, KEY_B, StoreFactory
+
+SECRET, TRUSTED = Ownership.SECRET, Ownership.TRUSTED_LINK
 
 KEY_C = Keyring.generate_entry("key-c")
 USERS = [f"user-{n:02d}" for n in range(12)]
@@ -37,9 +39,11 @@ def gafapay(n: int) -> GafapayAccount:
 async def seed(store: SqlAccountStore, users: list[str] = USERS) -> None:
     for user_id in users:
         n = USERS.index(user_id)
-        await store.upsert(user_id, "benepia", benepia(user_id, f"pw-{user_id}"), masked_id="m")
+        await store.upsert(
+            user_id, "benepia", benepia(user_id, f"pw-{user_id}"), masked_id="m", ownership=SECRET
+        )
         if n % 2 == 0:
-            await store.upsert(user_id, "gafapay", gafapay(n), masked_id="m")
+            await store.upsert(user_id, "gafapay", gafapay(n), masked_id="m", ownership=TRUSTED)
 
 
 async def key_ids(engine: AsyncEngine) -> dict[tuple[str, str], str]:
@@ -185,7 +189,9 @@ async def test_rotation_while_serving_keeps_the_newest_value(
 
     async def relink() -> None:
         for user_id in USERS:
-            await serving.upsert(user_id, "benepia", benepia(user_id, "newest"), masked_id="m")
+            await serving.upsert(
+                user_id, "benepia", benepia(user_id, "newest"), masked_id="m", ownership=SECRET
+            )
             await asyncio.sleep(0)
 
     report, _ = await asyncio.gather(rotate(engine, keyring, batch=1), relink())
@@ -211,7 +217,9 @@ async def test_rotation_racing_links_under_the_old_key_converges(
 
     async def relink() -> None:
         for user_id in USERS:
-            await old_server.upsert(user_id, "benepia", benepia(user_id, "newest"), masked_id="m")
+            await old_server.upsert(
+                user_id, "benepia", benepia(user_id, "newest"), masked_id="m", ownership=SECRET
+            )
             await asyncio.sleep(0)
 
     first, _ = await asyncio.gather(rotate(engine, keyring, batch=1), relink())

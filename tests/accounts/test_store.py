@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.accounts.engine import build_engine
 from app.accounts.lookups import AsyncpgLookups
-from app.accounts.migrate import schema_exists, upgrade
+from app.accounts.migrate import schema_state, upgrade
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -31,10 +31,10 @@ from app.providers.gafapay import GafapayAccount
 from app.providers.gafapay import plugin as gafapay_plugin
 from tests.accounts.conftest import (
     _LOOKUPS,
-    ACCOUNT_MODELS,
     KEY_A,
     KEY_B,
     PG_URL,
+    PLUGINS,
     StoreFactory,
 )
 
@@ -64,7 +64,14 @@ def masked(provider: str, account: BaseModel) -> str:
 async def link(
     store: SqlAccountStore, user_id: str, provider: str, account: BaseModel
 ) -> tuple[AccountInfo, bool]:
-    return await store.upsert(user_id, provider, account, masked_id=masked(provider, account))
+    plugin = benepia_plugin if provider == "benepia" else gafapay_plugin
+    return await store.upsert(
+        user_id,
+        provider,
+        account,
+        masked_id=masked(provider, account),
+        ownership=plugin.prove(account).kind,
+    )
 
 
 async def sealed_of(engine: AsyncEngine, user_id: str, provider: str) -> str:
@@ -503,7 +510,7 @@ async def down_store(
 ) -> AsyncIterator[SqlAccountStore]:
     factory: DownEngine = request.param
     db = factory(tmp_path)
-    store = SqlAccountStore(db, Keyring.parse(KEY_A), ACCOUNT_MODELS, timeout=2.0)
+    store = SqlAccountStore(db, Keyring.parse(KEY_A), PLUGINS, timeout=2.0)
     yield store
     await store.aclose()
     # aiosqlite stops the worker thread of a failed connect without waiting for it: let it end
@@ -577,7 +584,7 @@ async def impatient(engine: AsyncEngine) -> AsyncIterator[SqlAccountStore]:
         async with engine.connect() as conn:
             schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
         db = build_engine(PG_URL, timeout=0.3, pg_schema=str(schema))
-    store = SqlAccountStore(db, Keyring.parse(KEY_A), ACCOUNT_MODELS, timeout=0.3)
+    store = SqlAccountStore(db, Keyring.parse(KEY_A), PLUGINS, timeout=0.3)
     yield store
     await store.aclose()
     # Finalise any connection a cancelled call abandoned while this test's loop still runs.
@@ -661,12 +668,12 @@ async def test_running_the_migrations_again_is_a_no_op(
 ) -> None:
     store = make_sql_store()
     await link(store, "alice", "benepia", benepia())
-    assert await schema_exists(engine)
+    assert await schema_state(engine) == "current"
     await upgrade(engine)
     await upgrade(engine)
     async with engine.connect() as conn:
         versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-    assert [v[0] for v in versions] == ["0001"]
+    assert [v[0] for v in versions] == ["0002"]
     assert await row_count(engine) == 1
     assert benepia_of((await store.linked("alice"))["benepia"]) == benepia()
 
@@ -712,7 +719,7 @@ async def test_lookups_asked_together_share_one_query_each_with_its_own_rows(
     batches: list[list[str]] = []
     fetch = lookups._fetch
 
-    async def counted(users: list[str]) -> list[tuple[str, str, str]]:
+    async def counted(users: list[str]) -> list[tuple[str, str, str, str | None]]:
         batches.append(sorted(users))
         return await fetch(users)
 

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from app.accounts.engine import build_engine
-from app.accounts.migrate import schema_exists
+from app.accounts.migrate import schema_state
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import LinkedAccount
@@ -22,10 +22,11 @@ from app.cli import main
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
 from app.settings import get_settings
-from tests.accounts.conftest import ACCOUNT_MODELS, KEY_A, KEY_B, PG_URL
+from tests.accounts.conftest import KEY_A, KEY_B, PG_URL, PLUGINS
+from tests.conftest import customer_token
 
 PASSWORD = "sEcReT-cli-pw-0303"
-GAFA_TOKEN = "eyJ.sEcReT-cli-token.0404"
+GAFA_TOKEN = customer_token("fb8f", jti="sEcReT-cli-token-0404")
 CURRENCY = "1f1519903ed240578f071aa45cb479f2"
 BAD_ID_VALUE = "zz-sEcReT-not-hex"
 
@@ -100,7 +101,7 @@ def write_accounts(path: Path, accounts: Mapping[str, object] = ACCOUNTS) -> Pat
 def read_linked(url: str, keys: str, user_id: str) -> dict[str, LinkedAccount]:
     async def read() -> dict[str, LinkedAccount]:
         store = SqlAccountStore(
-            build_engine(url, timeout=5.0), Keyring.parse(keys), ACCOUNT_MODELS, timeout=5.0
+            build_engine(url, timeout=5.0), Keyring.parse(keys), PLUGINS, timeout=5.0
         )
         try:
             return dict(await store.linked(user_id))
@@ -113,7 +114,7 @@ def read_linked(url: str, keys: str, user_id: str) -> dict[str, LinkedAccount]:
 def count_rows(url: str) -> int:
     async def count() -> int:
         store = SqlAccountStore(
-            build_engine(url, timeout=5.0), Keyring.parse(KEY_A), ACCOUNT_MODELS, timeout=5.0
+            build_engine(url, timeout=5.0), Keyring.parse(KEY_A), PLUGINS, timeout=5.0
         )
         try:
             return await store.count()
@@ -169,7 +170,7 @@ def test_db_upgrade_twice_succeeds(cli: Cli, env: dict[str, str]) -> None:
     async def exists() -> bool:
         engine = build_engine(env["POINTS_DATABASE_URL"], timeout=5.0)
         try:
-            return await schema_exists(engine)
+            return await schema_state(engine) == "current"
         finally:
             await engine.dispose()
 
@@ -231,6 +232,8 @@ def test_accounts_import_links_every_account(cli: Cli, env: dict[str, str], tmp_
     assert gafapay.token.get_secret_value() == GAFA_TOKEN
     bob = read_linked(url, keys, "bob")
     assert set(bob) == {"gafapay"}
+    # Ids only, vouched for by the operator who imports them: served, not ownership_proof_required.
+    assert isinstance(bob["gafapay"], GafapayAccount)
 
     # Importing again replaces, it does not duplicate.
     assert cli("accounts", "import", str(path))[0] == 0
@@ -255,6 +258,10 @@ def test_accounts_import_links_every_account(cli: Cli, env: dict[str, str], tmp_
         ({"alice": {"kakaopay": {"id": PASSWORD}}}, ["alice.kakaopay"]),
         ({"alice": PASSWORD}, ["alice"]),
         ({"alice": {"benepia": PASSWORD}}, ["alice.benepia"]),
+        (
+            {"alice": {"gafapay": {**ACCOUNTS["alice"]["gafapay"], "gafapay_user_id": "0b0b"}}},
+            ["alice.gafapay.token: was issued for another account"],
+        ),
     ],
     ids=[
         "bad-hex-id",
@@ -263,6 +270,7 @@ def test_accounts_import_links_every_account(cli: Cli, env: dict[str, str], tmp_
         "unknown-provider",
         "not-an-object",
         "account-not-an-object",
+        "token-of-another-account",
     ],
 )
 def test_accounts_import_of_a_bad_file_names_the_field_not_the_value(

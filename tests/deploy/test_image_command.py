@@ -113,12 +113,20 @@ def test_the_images_commands_serve_a_balance_with_the_compose_environment(
             now = int(time.time())
             token = jwt.encode({"sub": "alice", "iat": now, "exp": now + 300}, jwt_secret)
             auth = {"authorization": f"Bearer {token}"}
+            # Alice proves her GafaPay account with her own session token, issued by the emulator.
+            alice = DEMO_ACCOUNTS["alice"]
+            minted = httpx.post(
+                f"{gafapay}/__sandbox/customer_tokens",
+                json={"user_id": alice["gafapay"]["gafapay_user_id"]},
+                timeout=10.0,
+            )
+            accounts = {**alice, "gafapay": {**alice["gafapay"], "token": minted.json()["token"]}}
             with httpx.Client(base_url=base, timeout=10.0) as client:
                 ready = client.get("/readyz")
                 anonymous = client.get("/users/alice/points")
                 linked = [
                     client.put(f"/users/alice/accounts/{provider}", json=fields, headers=auth)
-                    for provider, fields in DEMO_ACCOUNTS["alice"].items()
+                    for provider, fields in accounts.items()
                 ]
                 points = client.get("/users/alice/points", headers=auth)
 

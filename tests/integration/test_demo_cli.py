@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.sandbox.demo import DEMO_ACCOUNTS
+
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
@@ -78,8 +80,8 @@ def free_ports(count: int) -> list[int]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """The demo process, its base URL and its stdout file; always killed at the end."""
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, str]]:
+    """The demo process, its base URL, its stdout file and its GafaPay emulator's URL."""
     port, iamport_port, gafapay_port = free_ports(3)
     stdout = tmp_path / "stdout.txt"
     with stdout.open("wb") as out, (tmp_path / "stderr.txt").open("wb") as err:
@@ -91,7 +93,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
             cwd=tmp_path,
         )
     try:
-        yield proc, f"http://{HOST}:{port}", stdout
+        yield proc, f"http://{HOST}:{port}", stdout, f"http://{HOST}:{gafapay_port}"
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -126,9 +128,11 @@ def printed_tokens(stdout: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serves_the_demo_users_and_stops_on_signal(
-    demo: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path, stop_signal: signal.Signals
+    demo: tuple[subprocess.Popen[bytes], str, Path, str],
+    tmp_path: Path,
+    stop_signal: signal.Signals,
 ) -> None:
-    proc, base, stdout = demo
+    proc, base, stdout, _ = demo
     wait_healthy(proc, base, tmp_path / "stderr.txt")
     tokens = printed_tokens(stdout)
 
@@ -172,6 +176,49 @@ def test_demo_serves_the_demo_users_and_stops_on_signal(
     assert f"{base}/users/alice/points" in printed
     assert f"{base}/users/nobody/points" in printed
     assert "Authorization: Bearer $DEMO_TOKEN_ALICE" in printed
+
+
+def test_a_gafapay_id_alone_reads_no_ones_balance_on_the_demo(
+    demo: tuple[subprocess.Popen[bytes], str, Path, str], tmp_path: Path
+) -> None:
+    """Issue 13's attack, against the served demo: bob's GafaPay id with alice's token."""
+    proc, base, stdout, gafapay = demo
+    wait_healthy(proc, base, tmp_path / "stderr.txt")
+    alice = {"authorization": f"Bearer {printed_tokens(stdout)['alice']}"}
+    bob_ids = DEMO_ACCOUNTS["bob"]["gafapay"]
+    alice_ids = DEMO_ACCOUNTS["alice"]["gafapay"]
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        read = client.post("/users/alice/points/gafapay", json=bob_ids, headers=alice)
+        linked = client.put("/users/alice/accounts/gafapay", json=bob_ids, headers=alice)
+        # Alice's own session token, as GafaPay (here its emulator) issues it at login.
+        minted = client.post(
+            f"{gafapay}/__sandbox/customer_tokens", json={"user_id": alice_ids["gafapay_user_id"]}
+        )
+        token = minted.json()["token"]
+        own = client.post(
+            "/users/alice/points/gafapay", json={**alice_ids, "token": token}, headers=alice
+        )
+        borrowed = client.post(
+            "/users/alice/points/gafapay", json={**bob_ids, "token": token}, headers=alice
+        )
+        relinked = client.put(
+            "/users/alice/accounts/gafapay", json={**alice_ids, "token": token}, headers=alice
+        )
+        merged = client.get("/users/alice/points", headers=alice)
+
+    for refused in (read, linked):
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "ownership_proof_required"
+        assert "1234.56" not in refused.text
+    assert own.status_code == 200, own.text
+    assert own.json()["points"] == "250.0"
+    assert borrowed.status_code == 422, borrowed.text
+    assert borrowed.json()["errors"][0]["loc"] == ["body", "token"]
+    assert relinked.status_code == 200, relinked.text
+    assert {b["provider"]: b["points"] for b in merged.json()["balances"]} == {
+        "benepia": "12000",
+        "gafapay": "250.0",
+    }
 
 
 def test_serve_without_credentials_exits_2_naming_the_setting(tmp_path: Path) -> None:

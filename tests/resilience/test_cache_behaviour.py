@@ -17,6 +17,7 @@ from app.accounts.memory_store import MemoryAccountStore, load_accounts
 from app.accounts.store import AccountInfo, AccountStore, LinkedAccount
 from app.errors import StoreUnavailable
 from app.main import create_app
+from app.providers.base import Ownership
 from app.providers.registry import BUILTIN_PLUGINS
 from app.resilience.cache import MemoryBalanceCache
 from app.resilience.single_flight import SingleFlight
@@ -92,10 +93,18 @@ class SwitchableStore(MemoryAccountStore):
         return await super().accounts(user_id)
 
     async def upsert(
-        self, user_id: str, provider: str, account: BaseModel, *, masked_id: str
+        self,
+        user_id: str,
+        provider: str,
+        account: BaseModel,
+        *,
+        masked_id: str,
+        ownership: Ownership,
     ) -> tuple[AccountInfo, bool]:
         self._check()
-        return await super().upsert(user_id, provider, account, masked_id=masked_id)
+        return await super().upsert(
+            user_id, provider, account, masked_id=masked_id, ownership=ownership
+        )
 
     async def delete(self, user_id: str, provider: str) -> bool:
         self._check()

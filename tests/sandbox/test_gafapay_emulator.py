@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import httpx
+import jwt
 import pytest
 
 from app.sandbox.faults import Fault
@@ -229,3 +230,42 @@ async def test_admin_routes(client: httpx.AsyncClient, sandbox: GafapaySandbox) 
     assert sandbox.points_calls == 0
     assert sandbox.last_request_ids == []
     assert (await get_points(client)).status_code == 200
+
+
+# --- customer session tokens ------------------------------------------------------------------
+
+
+async def test_a_customer_token_reads_its_own_points_only(
+    client: httpx.AsyncClient, sandbox: GafapaySandbox
+) -> None:
+    token = sandbox.customer_token(USER.upper())
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == USER.upper()
+    assert claims["roles"] == ["ROLE_CUSTOMER"]
+    own = await get_points(client, authorization=f"Token {token}")
+    assert own.status_code == 200
+    assert own.json()["success"] == 1
+    other = await get_points(client, user_id=SHORT_USER, authorization=f"Token {token}")
+    assert other.status_code == 200
+    assert other.json() == {"success": 0, "error": ["Access denied"]}
+
+
+async def test_a_customer_token_it_did_not_sign_is_401(
+    client: httpx.AsyncClient, sandbox: GafapaySandbox
+) -> None:
+    forged = jwt.encode({"sub": USER, "roles": ["ROLE_CUSTOMER"]}, "x" * 32, algorithm="HS256")
+    expired = sandbox.customer_token(USER, lifetime=-10)
+    for token in (forged, expired):
+        resp = await get_points(client, authorization=f"Token {token}")
+        assert resp.status_code == 401
+        assert resp.content == UNAUTHORIZED
+
+
+async def test_customer_tokens_are_issued_over_http(client: httpx.AsyncClient) -> None:
+    minted = await client.post("/__sandbox/customer_tokens", json={"user_id": USER})
+    assert minted.status_code == 200
+    resp = await get_points(client, authorization=f"Token {minted.json()['token']}")
+    assert resp.json()["success"] == 1
+    for bad in ({"user_id": "not hex"}, {}, [1]):
+        refused = await client.post("/__sandbox/customer_tokens", json=bad)
+        assert refused.status_code == 422

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 
 from app.main import create_app
 from app.route_walk import leaf_routes
-from tests.conftest import make_store
+from tests.conftest import customer_token, make_store
 from tests.security.conftest import (
     ALICE_BENEPIA,
     ALL_SCOPES,
@@ -53,7 +53,12 @@ class Route:
         return f"{self.method} {self.template}"
 
 
-ALICE_GAFAPAY_ACCOUNT = SECURITY_ACCOUNTS["alice"]["gafapay"]
+# With the customer's own token: the account proves itself, so the scope alone decides here
+# (accounts without proof: tests/security/test_ownership.py).
+ALICE_GAFAPAY_ACCOUNT = {
+    **SECURITY_ACCOUNTS["alice"]["gafapay"],
+    "token": customer_token(SECURITY_ACCOUNTS["alice"]["gafapay"]["gafapay_user_id"]),
+}
 OK, NO_CONTENT, UNKNOWN = frozenset({200}), frozenset({204}), frozenset({404})
 # Every program's own routes, and the hidden `{provider}` forms (an unknown name: 404 for alice).
 ROUTES = [

@@ -20,6 +20,7 @@ from tests.conftest import (
     GAFAPAY_URL,
     AppFactory,
     assert_upstream_problem,
+    customer_token,
     gafapay_ok,
     make_settings,
     serve_in_process,
@@ -200,13 +201,14 @@ async def test_unknown_fields_are_ignored(
 async def test_accounts_own_token_is_preferred(
     gateway_app: AppFactory, upstream: respx.MockRouter
 ) -> None:
-    own = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY, "token": "own.jwt.token"}
+    token = customer_token(ALICE_GAFAPAY)
+    own = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY, "token": token}
     route = mock_gafapay(upstream)
 
     async with serve_in_process(gateway_app(accounts={"alice": {"gafapay": own}})) as client:
         assert (await client.get(PATH)).status_code == 200
 
-    assert route.calls.last.request.headers["authorization"] == "Token own.jwt.token"
+    assert route.calls.last.request.headers["authorization"] == f"Token {token}"
 
 
 # --- provider_rejected -------------------------------------------------------------------------
