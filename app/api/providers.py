@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -28,19 +28,17 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
-def _left_out_when_none(description: str) -> Any:
-    # Left out of the JSON, not sent as null: an anonymous caller's entries have no circuit.
-    return Field(default=None, description=description, exclude_if=_is_none)
-
-
 class ProviderInfo(BaseModel):
     """One configured program."""
 
     name: str
     display_name: str
     unit: str
-    circuit: CircuitInfo | SkipJsonSchema[None] = _left_out_when_none(
-        "Only for services (an API key or a service token) and when authentication is disabled."
+    circuit: CircuitInfo | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Only for services (an API key or a service token) and when authentication "
+        "is disabled.",
+        exclude_if=_is_none,  # left out of the JSON rather than sent as null
     )
 
 

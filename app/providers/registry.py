@@ -84,8 +84,8 @@ class Registry:
         scrubber: SecretScrubber | None = None,
     ) -> None:
         self._entries = dict(sorted(providers.items()))
+        # Every configured provider's settings secrets, masked in any provider's error text.
         self.scrubber = scrubber or SecretScrubber()
-        """Masks the settings' secrets (every provider's) in upstream text."""
 
     @classmethod
     def build(
