@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from limits import parse as parse_limit
@@ -73,6 +74,7 @@ def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> Ga
         settings.enabled_providers, settings.providers, known, allow_http=settings.sandbox
     )
     Authenticator.check(settings.auth)
+    _check_jwks_url(settings)
     if settings.limits.rate is not None:
         try:
             parse_limit(settings.limits.rate)
@@ -87,6 +89,23 @@ def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> Ga
             )
         keyring = Keyring.parse(settings.secret_keys.get_secret_value())
     return GatewayPlan(settings, providers, keyring, store, known)
+
+
+def _check_jwks_url(settings: Settings) -> None:
+    # The URL is not echoed: it may carry credentials.
+    url = settings.auth.jwks_url
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed IPv6 host
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError("POINTS_AUTH__JWKS_URL: must be an absolute https URL")
+    if parts.scheme == "http" and not settings.sandbox:
+        raise ConfigurationError(
+            "POINTS_AUTH__JWKS_URL: must use https (plain http only with POINTS_SANDBOX=true)"
+        )
 
 
 async def open_store(plan: GatewayPlan) -> AccountStore:

@@ -79,6 +79,9 @@ def create_app(
         # OpenTelemetry layer would record them twice and looks up the global providers on
         # every request.
         telemetry=_NO_FASTAPI_TELEMETRY,
+        # Starlette answers a path with a stray trailing slash with a redirect to an absolute URL
+        # built from the caller's Host header, before any authentication: 404 instead.
+        redirect_slashes=False,
     )
     app.state.metrics = metrics
     app.state.shutdown = shutdown

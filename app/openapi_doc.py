@@ -11,7 +11,13 @@ from fastapi.routing import APIRoute
 
 import app.security.hardening  # noqa: F401  (its 413/431 errors belong to the known codes)
 from app.api.docs import PROBLEM_DESCRIPTIONS, account_schemas
-from app.api.security_deps import SECURITY_REQUIREMENT, SECURITY_SCHEMES, is_secured
+from app.api.security_deps import (
+    OPTIONAL_SECURITY,
+    SECURITY_REQUIREMENT,
+    SECURITY_SCHEMES,
+    is_secured,
+    takes_credentials,
+)
 from app.errors import GatewayError
 from app.problems import PROBLEM_MEDIA_TYPE
 from app.providers.registry import discover_plugins
@@ -81,9 +87,16 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     )
     paths = doc.get("paths", {})
     for route in leaf_routes(app.routes):
-        if isinstance(route, APIRoute) and route.include_in_schema and is_secured(route):
-            for method in route.methods or ():
-                paths[route.path_format][method.lower()]["security"] = SECURITY_REQUIREMENT
+        if not (isinstance(route, APIRoute) and route.include_in_schema):
+            continue
+        if is_secured(route):
+            security = SECURITY_REQUIREMENT
+        elif takes_credentials(route):
+            security = OPTIONAL_SECURITY
+        else:
+            continue
+        for method in route.methods or ():
+            paths[route.path_format][method.lower()]["security"] = security
     for path, path_item in paths.items():
         for operation in path_item.values():
             _only_account_schema(operation)

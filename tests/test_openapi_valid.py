@@ -75,6 +75,9 @@ def test_user_scoped_operations_need_credentials(doc: dict[str, Any]) -> None:
         expected: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"APIKeyHeader": []}]
         if op["operationId"] in USER_SCOPED:
             assert op["security"] == expected, op["operationId"]
+        elif op["operationId"] == "list_providers":
+            # Public, with more for services: credentials optional (`{}` first).
+            assert op["security"] == [{}, *expected]
         else:
             assert "security" not in op, op["operationId"]
 

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.accounts.sqlite_files import prepare_sqlite_file
 from app.providers.base import ConfigurationError
 
 
@@ -44,8 +45,9 @@ def build_engine(
         raise ConfigurationError("POINTS_DATABASE_URL is not a database URL") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # A `file:` URI (uri=true) names its own options: SQLite alone opens it.
+        if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+            prepare_sqlite_file(Path(parsed.database), report=not reader)
         engine = create_async_engine(
             parsed, pool_timeout=timeout, connect_args={"timeout": timeout}, **tuning
         )

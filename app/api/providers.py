@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.deps import GatewayDep
 from app.api.docs import problems
-from app.api.security_deps import PUBLIC
+from app.api.security_deps import OptionalPrincipal
+from app.security.principal import Principal
 
 router = APIRouter(tags=["providers"])
 
@@ -22,13 +24,22 @@ class CircuitInfo(BaseModel):
     retry_after: int | None
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class ProviderInfo(BaseModel):
     """One configured program."""
 
     name: str
     display_name: str
     unit: str
-    circuit: CircuitInfo
+    circuit: CircuitInfo | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Only for services (an API key or a service token) and when authentication "
+        "is disabled.",
+        exclude_if=_is_none,  # left out of the JSON rather than sent as null
+    )
 
 
 class ProviderList(BaseModel):
@@ -37,25 +48,36 @@ class ProviderList(BaseModel):
     providers: list[ProviderInfo]
 
 
+def sees_circuits(principal: Principal | None) -> bool:
+    """Breaker state is for the backends and operators; an end user's token is not enough."""
+    return principal is not None and principal.kind in ("service", "anonymous")
+
+
 @router.get(
     "/providers",
     operation_id="list_providers",
     summary="The configured programs",
+    description="Anyone: each program's name, display name and unit. A service (an API key or "
+    "a service token; everyone when authentication is disabled) also gets each circuit "
+    "breaker's state. Credentials that are sent must be valid (401 otherwise); an end user's "
+    "token gets the public answer.",
     response_model=ProviderList,
-    dependencies=[PUBLIC],
-    responses=problems(429),
+    responses=problems(401, 429),
 )
-async def list_providers(gateway: GatewayDep) -> ProviderList:
-    """The programs this gateway serves: names, display names, units and circuit state."""
+async def list_providers(gateway: GatewayDep, principal: OptionalPrincipal) -> ProviderList:
+    """The programs this gateway serves: names, display names, units, and for services circuits."""
+    show_circuits = sees_circuits(principal)
     infos = []
     for name in gateway.registry.names():
         plugin, _ = gateway.registry.require(name)
-        breaker = gateway.aggregator.fetcher.breaker(name).snapshot()
-        circuit = CircuitInfo(
-            state=breaker.state,
-            consecutive_failures=breaker.consecutive_failures,
-            retry_after=breaker.retry_after,
-        )
+        circuit = None
+        if show_circuits:
+            breaker = gateway.aggregator.fetcher.breaker(name).snapshot()
+            circuit = CircuitInfo(
+                state=breaker.state,
+                consecutive_failures=breaker.consecutive_failures,
+                retry_after=breaker.retry_after,
+            )
         infos.append(
             ProviderInfo(
                 name=name, display_name=plugin.display_name, unit=plugin.unit, circuit=circuit

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.encoders import jsonable_encoder
@@ -27,6 +27,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     for scheme in (_bearer, _api_key)
 }
 SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+# OpenAPI's "no credentials" alternative first: the route answers anonymous callers too.
+OPTIONAL_SECURITY: list[dict[str, list[str]]] = [{}, *SECURITY_REQUIREMENT]
 
 
 class Authorize:
@@ -60,12 +62,37 @@ async def limit_by_address(request: Request, gateway: GatewayDep) -> None:
     await gateway.security.limit(None, request)
 
 
+async def optional_principal(request: Request) -> Principal | None:
+    """Public routes that show more to some callers: who is calling, or None for nobody.
+
+    No credentials is an anonymous caller (rate-limited per address); credentials sent are
+    checked like anywhere else, so bad ones are 401. With authentication disabled every caller
+    is the all-scopes anonymous service.
+    """
+    gateway = await get_gateway(request)
+    authenticator = gateway.security.authenticator
+    api_key = await _api_key(request)
+    authorization = request.headers.get("authorization") or None
+    principal = None
+    if not authenticator.enabled or api_key is not None or authorization is not None:
+        principal = await authenticator.authenticate(authorization, api_key)
+        request.state.principal = principal
+    await gateway.security.limit(principal, request)
+    return principal
+
+
 def is_secured(route: APIRoute) -> bool:
     """Whether the route authenticates its callers (depends on an Authorize)."""
     return any(isinstance(dep.call, Authorize) for dep in route.dependant.dependencies)
+
+
+def takes_credentials(route: APIRoute) -> bool:
+    """Whether the route is public but reads credentials when they are sent."""
+    return any(dep.call is optional_principal for dep in route.dependant.dependencies)
 
 
 READ_POINTS = Depends(Authorize("points:read"))
 READ_ACCOUNTS = Depends(Authorize("accounts:read"))
 WRITE_ACCOUNTS = Depends(Authorize("accounts:write"))
 PUBLIC = Depends(limit_by_address)
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

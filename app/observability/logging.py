@@ -28,8 +28,30 @@ LogFormat = Literal["json", "console"]
 _SECRET_NAME = re.compile(r"(?i)authorization|api[-_]?key|password|passwd|secret|token")
 _REDACTED = "[REDACTED]"
 _OURS = "_points_gateway"  # marks the handler configure_logging installed
-# Libraries that would log what must not be logged (httpx logs each URL: provider user ids).
-QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "alembic": logging.WARNING}
+# Drivers and client libraries stay at WARNING whatever the gateway's level: at INFO or DEBUG
+# they log what must not be logged (aiosqlite each call with its parameters, sealed credentials
+# included; SQLAlchemy statements and parameters; httpx each URL, with provider user ids; the
+# HTTP/2 and multipart parsers header values and body parts).
+QUIET_LOGGERS = dict.fromkeys(
+    (
+        "sqlalchemy",
+        "aiosqlite",
+        "asyncpg",
+        "alembic",
+        "httpx",
+        "httpcore",
+        "aiohttp",
+        "urllib3",
+        "redis",
+        "hpack",
+        "h2",
+        "multipart",
+        "python_multipart",
+        "asyncio",
+        "opentelemetry",
+    ),
+    logging.WARNING,
+)
 
 
 # Set by the formatter itself, never from input: not worth a regex pass on every line.

@@ -29,6 +29,7 @@ from app.resilience.cache import BalanceCache, CachedBalance
 from app.resilience.retry import RetryPolicy, call_with_retries
 from app.resilience.retry_budget import RetryBudget
 from app.resilience.single_flight import SingleFlight
+from app.security.secret_scrub import secret_values
 from app.settings import CacheSettings, ResilienceSettings
 
 log = logging.getLogger("points_gateway.fetcher")
@@ -268,7 +269,14 @@ class BalanceFetcher:
             nonlocal attempts
             attempts += 1
             with events.upstream_attempt(provider, attempts, cache):
-                return await adapter.fetch_balance(account, call)
+                try:
+                    return await adapter.fetch_balance(account, call)
+                except Exception as exc:
+                    # The one way out of an adapter: an upstream's echo of a secret is masked
+                    # before the attempt's log line and span, the answer or any later log see it.
+                    scrubber = self._registry.scrubber.with_values(secret_values(account))
+                    scrubber.exception(exc)
+                    raise
 
         try:
             with guard.bulkhead.slot():

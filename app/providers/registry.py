@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from app.errors import UnknownProvider
 from app.providers import benepia, gafapay
 from app.providers.base import ConfigurationError, PointsProvider, ProviderDeps, ProviderPlugin
+from app.security.secret_scrub import SecretScrubber, secret_values
 
 ENTRY_POINT_GROUP = "points_gateway.providers"
 _NAME = re.compile(r"[a-z0-9_-]{1,64}")
@@ -76,15 +77,26 @@ def configure(
 class Registry:
     """The providers this gateway instance serves, built once in the lifespan."""
 
-    def __init__(self, providers: Mapping[str, tuple[ProviderPlugin, PointsProvider]]) -> None:
+    def __init__(
+        self,
+        providers: Mapping[str, tuple[ProviderPlugin, PointsProvider]],
+        *,
+        scrubber: SecretScrubber | None = None,
+    ) -> None:
         self._entries = dict(sorted(providers.items()))
+        # Every configured provider's settings secrets, masked in any provider's error text.
+        self.scrubber = scrubber or SecretScrubber()
 
     @classmethod
     def build(
         cls, configured: Mapping[str, tuple[ProviderPlugin, BaseModel]], deps: ProviderDeps
     ) -> Registry:
         """Build each configured provider's adapter."""
-        return cls({n: (p, p.build(s, deps)) for n, (p, s) in configured.items()})
+        secrets = [value for _, s in configured.values() for value in secret_values(s)]
+        return cls(
+            {n: (p, p.build(s, deps)) for n, (p, s) in configured.items()},
+            scrubber=SecretScrubber(secrets),
+        )
 
     def names(self) -> list[str]:
         """Provider names in the stable answer order."""
