@@ -140,6 +140,7 @@ class BalanceFetcher:
             return _ok_entry(provider, cached, cached=True, stale=False)
         events.cache_missed(provider)
         cache = "refresh" if fresh else "miss"
+        whole = self._is_whole(provider, budget)
         ends_at = self._clock() + max(budget, 0)
         try:
             # Keyed by generation: after a re-link nobody joins a fetch for the old account.
@@ -149,7 +150,7 @@ class BalanceFetcher:
                 # What is left of the budget when it starts: a caller whose shared call was
                 # cancelled under it starts its own, still within its deadline.
                 lambda: self._fetch_and_cache(
-                    key, generation, provider, account, call, ends_at - self._clock(), cache
+                    key, generation, provider, account, call, ends_at - self._clock(), cache, whole
                 ),
                 ends_at=ends_at,
             )
@@ -181,7 +182,10 @@ class BalanceFetcher:
         """An entry for credentials the caller holds: guarded, but never cached or shared."""
         try:
             balance = await self._within(
-                provider, budget, self._guarded(provider, account, call, budget, "none")
+                provider,
+                budget,
+                self._guarded(provider, account, call, budget, "none"),
+                whole=self._is_whole(provider, budget),
             )
         except TimeoutError:
             return error_entry(provider, _timeout(provider, budget))
@@ -216,30 +220,43 @@ class BalanceFetcher:
         call: CallContext,
         budget: float,
         cache: events.CacheState,
+        whole: bool,
     ) -> ProviderBalance:
         # Runs in the task of the caller that started it and lives as long as that caller waits,
         # so no upstream call outlives every deadline; a later caller joins it as it is
         # (SingleFlight starts a new call rather than hand a newcomer one about to be cut off).
         balance = await self._within(
-            provider, budget, self._guarded(provider, account, call, budget, cache)
+            provider, budget, self._guarded(provider, account, call, budget, cache), whole=whole
         )
         if self._generations.get(key, 0) == generation:
             value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
             await self.cache.set(key, value, keep_for=self._keep_for(provider))
         return balance
 
+    def _is_whole(self, provider: str, budget: float) -> bool:
+        """Whether a call with this budget gives the provider its whole timeout.
+
+        Decided once, when the caller's budget is set: re-read off the clock when the call
+        starts, a busy machine can leave the budget a millisecond short of the timeout.
+        """
+        adapter = self._registry.require(provider)[1]
+        return budget >= adapter.timeout - WHOLE_TIMEOUT_SLACK
+
     async def _within(
-        self, provider: str, budget: float, call: Coroutine[object, object, ProviderBalance]
+        self,
+        provider: str,
+        budget: float,
+        call: Coroutine[object, object, ProviderBalance],
+        *,
+        whole: bool,
     ) -> ProviderBalance:
         try:
             async with asyncio.timeout(max(budget, 0)):
                 return await call
         except TimeoutError:
-            adapter = self._registry.require(provider)[1]
             # Only a provider that used its whole timeout is unwell; a caller's short deadline
-            # says nothing about it. (The budget is read off a clock just before the call, so a
-            # call given the provider's whole timeout may see it a few microseconds short.)
-            if budget >= adapter.timeout - WHOLE_TIMEOUT_SLACK:
+            # says nothing about it.
+            if whole:
                 guard = self._guards[provider]
                 guard.breaker.record_failure()
                 _report_breaker(provider, guard)
