@@ -39,7 +39,7 @@ class Authorize:
         bearer = await _bearer(request)
         api_key = await _api_key(request)
         authorization = request.headers.get("authorization") if bearer is not None else None
-        principal = await gateway.security.authenticator.authenticate(authorization, api_key)
+        principal = await gateway.security.authenticate(request, authorization, api_key)
         request.state.principal = principal  # the request log line names who called
         await gateway.security.limit(principal, request)
         authorize(principal, request.path_params["user_id"], self.scope)

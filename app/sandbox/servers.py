@@ -55,7 +55,14 @@ class ServerGroup:
     def __init__(self, served: Sequence[Served], *, log_level: str = "warning") -> None:
         self._servers = [
             _Embedded(
-                uvicorn.Config(s.app, log_level=log_level, lifespan="on", server_header=False)
+                uvicorn.Config(
+                    s.app,
+                    log_level=log_level,
+                    lifespan="on",
+                    server_header=False,
+                    # The gateway reads X-Forwarded-For itself (POINTS_LIMITS__TRUSTED_PROXIES).
+                    proxy_headers=False,
+                )
             )
             for s in served
         ]
