@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_config": None,  # keep the structlog handler configured above
         "access_log": False,  # the gateway logs one line per request itself
         "server_header": False,
+        # The gateway reads X-Forwarded-For itself, from POINTS_LIMITS__TRUSTED_PROXIES only.
         "proxy_headers": False,
         # After SIGTERM: stop accepting, let requests in flight finish for up to this long.
         "timeout_graceful_shutdown": settings.shutdown_grace,

@@ -24,6 +24,8 @@ from app.providers.base import ConfigurationError, ProviderDeps, ProviderPlugin
 from app.providers.registry import Registry, configure, discover_plugins
 from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
 from app.security.authenticator import Authenticator
+from app.security.client_address import ClientAddresses
+from app.security.failed_auth import FailedAuthLimit
 from app.security.rate_limit import RateLimiter
 from app.security.service import Security
 from app.settings import Settings
@@ -75,11 +77,15 @@ def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> Ga
     )
     Authenticator.check(settings.auth)
     _check_jwks_url(settings)
-    if settings.limits.rate is not None:
-        try:
-            parse_limit(settings.limits.rate)
-        except ValueError as exc:
-            raise ConfigurationError(f"POINTS_LIMITS__RATE: {exc}") from exc
+    for name, limit in (
+        ("RATE", settings.limits.rate),
+        ("FAILED_AUTH_RATE", settings.limits.failed_auth_rate),
+    ):
+        if limit is not None:
+            try:
+                parse_limit(limit)
+            except ValueError as exc:
+                raise ConfigurationError(f"POINTS_LIMITS__{name}: {exc}") from exc
     keyring = None
     if store is None:
         if settings.secret_keys is None:
@@ -175,9 +181,23 @@ def build_gateway(
     aggregator = Aggregator(registry, store, fetcher)
     jwks_url = settings.auth.jwks_url
     jwks_client = client_factory(jwks_url, 3.0) if jwks_url else None
-    limiter = None
-    if settings.limits.rate is not None:
-        redis = settings.redis_url.get_secret_value() if settings.redis_url else None
-        limiter = RateLimiter(settings.limits.rate, redis_url=redis)
-    security = Security(Authenticator(settings.auth, jwks_client=jwks_client), limiter)
-    return Gateway(settings, registry, store, aggregator, security, jwks_client)
+    return Gateway(
+        settings, registry, store, aggregator, build_security(settings, jwks_client), jwks_client
+    )
+
+
+def build_security(settings: Settings, jwks_client: httpx.AsyncClient | None) -> Security:
+    """The authenticator, the rate limits and the client-address rule, from the settings."""
+    limits = settings.limits
+    redis = settings.redis_url.get_secret_value() if settings.redis_url else None
+    authenticator = Authenticator(settings.auth, jwks_client=jwks_client)
+    return Security(
+        authenticator,
+        RateLimiter(limits.rate, redis_url=redis) if limits.rate is not None else None,
+        ClientAddresses(limits.trusted_proxies),
+        (
+            FailedAuthLimit(limits.failed_auth_rate, redis_url=redis)
+            if limits.failed_auth_rate is not None and authenticator.enabled
+            else None
+        ),
+    )

@@ -27,6 +27,7 @@ from app.problems import install_problem_handlers
 from app.request_context import RequestIdMiddleware
 from app.resilience.cache import BalanceCache
 from app.resilience.shedding import LoadShedder
+from app.security.client_address import ClientAddresses
 from app.security.hardening import Hardening
 from app.settings import Settings, get_settings
 
@@ -106,7 +107,11 @@ def create_app(
         Hardening, max_body=limits.max_body_bytes, max_headers=limits.max_header_bytes
     )
     # Outside shedding and the caps, so their refusals are logged and counted too.
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=metrics,
+        client_address=ClientAddresses(limits.trusted_proxies).of,
+    )
     # Added last, so it runs first: even a shed request gets its X-Request-ID.
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)

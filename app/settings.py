@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.security.principal import Scope
@@ -109,6 +109,13 @@ class LimitSettings(BaseModel):
 
     rate: str | None = Field(
         default="600/minute", description="Per principal (per client address when anonymous)."
+    )
+    failed_auth_rate: str | None = Field(
+        default="30/minute",
+        description="Failed authentications per client address; beyond it 429, nothing checked.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default=[], description="Peers (IPs or CIDRs) whose X-Forwarded-For names the client."
     )
     max_body_bytes: int = Field(default=65_536, ge=1024)
     max_header_bytes: int = Field(default=16_384, ge=1024)

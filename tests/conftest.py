@@ -46,7 +46,7 @@ SECRETS = (IMP_SECRET, GAFAPAY_TOKEN, BENEPIA_PASSWORD)
 # back on explicitly.
 PLAIN: dict[str, object] = {
     "auth": {"mode": "disabled"},
-    "limits": {"rate": None},
+    "limits": {"rate": None, "failed_auth_rate": None},
     "cache": {"ttl": 0, "stale_if_error": 0},
     "resilience": {
         "retry_attempts": 1,

@@ -42,7 +42,7 @@ class Authorize:
         bearer = await _bearer(request)
         api_key = await _api_key(request)
         authorization = request.headers.get("authorization") if bearer is not None else None
-        principal = await gateway.security.authenticator.authenticate(authorization, api_key)
+        principal = await gateway.security.authenticate(request, authorization, api_key)
         request.state.principal = principal  # the request log line names who called
         await gateway.security.limit(principal, request)
         authorize(principal, request.path_params["user_id"], self.scope)
@@ -70,12 +70,12 @@ async def optional_principal(request: Request) -> Principal | None:
     is the all-scopes anonymous service.
     """
     gateway = await get_gateway(request)
-    authenticator = gateway.security.authenticator
     api_key = await _api_key(request)
     authorization = request.headers.get("authorization") or None
     principal = None
-    if not authenticator.enabled or api_key is not None or authorization is not None:
-        principal = await authenticator.authenticate(authorization, api_key)
+    if not gateway.security.authenticator.enabled or api_key is not None or authorization:
+        # Counted like any failed authentication (per client address).
+        principal = await gateway.security.authenticate(request, authorization, api_key)
         request.state.principal = principal
     await gateway.security.limit(principal, request)
     return principal

@@ -56,9 +56,12 @@ QUIET_LOGGERS = dict.fromkeys(
 
 # Set by the formatter itself, never from input: not worth a regex pass on every line.
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger"})
-# The gateway's own hot events (three lines a request), whose fields below hold values from
-# small fixed sets (route templates, method names, provider names, outcome codes, states).
-_OWN_EVENTS = frozenset({"request", "upstream_call", "balance_from_cache", "upstream_skipped"})
+# The gateway's own events (the hot ones: three lines a request), whose fields below hold values
+# from small fixed sets (route templates, method names, provider names, outcome codes, states,
+# the gateway's own 401 details).
+_OWN_EVENTS = frozenset(
+    {"request", "upstream_call", "balance_from_cache", "upstream_skipped", "authentication_failed"}
+)
 _FIXED_SET_FIELDS = frozenset(
     {"event", "method", "route", "provider", "outcome", "cache", "reason"}
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,9 +32,12 @@ class ObservabilityMiddleware:
     never reached a route is `unmatched`, and a 503 from such a request is load shedding.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: GatewayMetrics, client_address: Callable[[Scope], str]
+    ) -> None:
         self.app = app
         self._metrics = metrics
+        self._client_address = client_address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,6 +111,7 @@ class ObservabilityMiddleware:
             "route": route,
             "status": status,
             "duration_ms": round(duration * 1000, 3),
+            "client": self._client_address(scope),
         }
         if principal is not None:
             fields["principal"] = principal

@@ -26,8 +26,14 @@ def _authorized(request: Request, expected: str) -> bool:
 async def get_metrics(request: Request, gateway: GatewayDep) -> Response:
     """Prometheus text format; needs `Authorization: Bearer <POINTS_METRICS_TOKEN>` when set."""
     token = gateway.settings.metrics_token
-    if token is not None and not _authorized(request, token.get_secret_value()):
-        raise Unauthorized("/metrics needs Authorization: Bearer <the metrics token>.")
+    if token is not None:
+        gateway.security.refuse_if_over(request)
+        if not _authorized(request, token.get_secret_value()):
+            await gateway.security.failed(
+                request,
+                Unauthorized("/metrics needs Authorization: Bearer <the metrics token>."),
+                credential="metrics_token",
+            )
     metrics = metrics_of(request)
     fetcher = gateway.aggregator.fetcher
     for name in gateway.registry.names():

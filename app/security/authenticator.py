@@ -64,17 +64,39 @@ class Authenticator:
             )
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
-        """The principal behind these headers, or 401 unauthorized."""
+        """The principal behind these headers, or 401 unauthorized.
+
+        Generated clients (hey-api's among them) fill every scheme an operation lists from one
+        callback, so one credential may come in both headers: it is then checked once, as the
+        bearer token when it has a JWT's shape, else as the API key. Two different credentials
+        are refused rather than one of them picked.
+        """
         if not self.enabled:
             return ANONYMOUS_SERVICE
+        token = _bearer_token(authorization)
         if api_key is not None:
-            principal = self._keys.verify(api_key)
-            if principal is None:
-                raise Unauthorized("The API key is not valid.")
-            return principal
-        if authorization is None:
+            if token is not None and token != api_key:
+                raise Unauthorized(
+                    "`Authorization: Bearer` and `X-API-Key` carry different credentials; "
+                    "send one of them."
+                )
+            if token is None or self._jwt is None or token.count(".") != 2:
+                return self._verify_key(api_key)
+        if token is None or self._jwt is None:
             raise Unauthorized("Send `Authorization: Bearer <token>` or `X-API-Key`.")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or self._jwt is None:
-            raise Unauthorized("Send `Authorization: Bearer <token>` or `X-API-Key`.")
-        return await self._jwt.verify(token.strip())
+        return await self._jwt.verify(token)
+
+    def _verify_key(self, api_key: str) -> Principal:
+        principal = self._keys.verify(api_key)
+        if principal is None:
+            raise Unauthorized("The API key is not valid.")
+        return principal
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    """The token of `Authorization: Bearer <token>`, or None."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None

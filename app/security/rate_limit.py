@@ -20,12 +20,13 @@ log = logging.getLogger("points_gateway.ratelimit")
 class RateLimitExceeded(RateLimited):
     """429 with the RateLimit-* numbers of the window that was exceeded."""
 
-    def __init__(self, *, limit: int, reset_after: int) -> None:
+    def __init__(self, *, limit: int, reset_after: int, counted: str = "requests") -> None:
         super().__init__(
-            f"More than {limit} requests in the window; retry after {reset_after} s.",
+            f"More than {limit} {counted} in the window; retry after {reset_after} s.",
             retry_after=reset_after,
         )
         self.limit = limit
+        self.reset_after = reset_after
 
     def headers(self) -> dict[str, str]:
         """RateLimit-* headers (IETF draft) to send with the 429."""

@@ -37,6 +37,16 @@ GENERATE_TIMEOUT = 120.0
 
 # Exact npm versions: openapi-typescript 7.13.0 declares the peer `typescript@^5.x`.
 NPM_PACKAGES = {"openapi-typescript": "7.13.0", "typescript": "5.9.3"}
+# @hey-api/openapi-ts 0.95.0 is the last release that runs on Node 20 (0.96 asks for Node 22);
+# TypeScript 5, as TypeScript 7 crashes it. Its fetch client is generated into the output.
+HEY_API_PACKAGES = {"@hey-api/openapi-ts": "0.95.0", "typescript": "5.9.3"}
+HEY_API_CONFIG = """\
+export default {{
+  input: {openapi},
+  output: {{ path: "gen", importFileExtension: ".js" }},
+  plugins: ["@hey-api/client-fetch"],
+}};
+"""
 NPM_INSTALL_TIMEOUT = 300.0
 NPX_TIMEOUT = 120.0
 
@@ -136,34 +146,67 @@ def python_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleTy
 # --- the TypeScript toolchain --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def ts_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tmp npm project with the pinned tools installed (once a session) and `schema.d.ts`."""
+NPM_ENV = {**os.environ, "NO_UPDATE_NOTIFIER": "1", "npm_config_update_notifier": "false"}
+
+
+def npm_project(
+    root: Path, name: str, packages: dict[str, str], *, esm: bool = False, why: str
+) -> None:
+    """`root` as an npm project with `packages` installed at their pinned versions."""
     for tool in ("node", "npm", "npx"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not on PATH (needed for the TypeScript client types)")
-    root = tmp_path_factory.mktemp("ts-client")
-    package = {
-        "name": "points-gateway-ts-client-check",
+            _unavailable(f"{tool} is not on PATH (needed for {why})")
+    package: dict[str, object] = {
+        "name": name,
         "version": "0.0.0",
         "private": True,
-        "devDependencies": NPM_PACKAGES,
+        "devDependencies": packages,
     }
+    if esm:
+        package["type"] = "module"
     (root / "package.json").write_text(json.dumps(package, indent=2) + "\n")
-    env = {**os.environ, "NO_UPDATE_NOTIFIER": "1", "npm_config_update_notifier": "false"}
     proc = run(
         ["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--save-exact"],
         cwd=root,
         timeout=NPM_INSTALL_TIMEOUT,
-        env=env,
+        env=NPM_ENV,
     )
     assert proc.returncode == 0, output(proc)
+
+
+@pytest.fixture(scope="session")
+def ts_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tmp npm project with the pinned tools installed (once a session) and `schema.d.ts`."""
+    root = tmp_path_factory.mktemp("ts-client")
+    npm_project(
+        root, "points-gateway-ts-client-check", NPM_PACKAGES, why="the TypeScript client types"
+    )
     proc = run(
         ["npx", "--no-install", "openapi-typescript", str(OPENAPI), "-o", "schema.d.ts"],
         cwd=root,
         timeout=NPX_TIMEOUT,
-        env=env,
+        env=NPM_ENV,
     )
     assert proc.returncode == 0, output(proc)
     assert (root / "schema.d.ts").is_file(), output(proc)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hey_api_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tmp npm project with the pinned hey-api generator, and its client in `gen/` (ESM)."""
+    root = tmp_path_factory.mktemp("hey-api-client")
+    npm_project(
+        root, "points-gateway-hey-api-check", HEY_API_PACKAGES, esm=True, why="the hey-api client"
+    )
+    config = HEY_API_CONFIG.format(openapi=json.dumps(str(OPENAPI)))
+    (root / "openapi-ts.config.mjs").write_text(config)
+    proc = run(
+        ["npx", "--no-install", "openapi-ts", "-f", "openapi-ts.config.mjs", "--no-log-file"],
+        cwd=root,
+        timeout=NPX_TIMEOUT,
+        env=NPM_ENV,
+    )
+    assert proc.returncode == 0, output(proc)
+    assert (root / "gen" / "sdk.gen.ts").is_file(), output(proc)
     return root

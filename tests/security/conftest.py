@@ -144,10 +144,10 @@ def secure_settings(
     limits: Mapping[str, object] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """`make_settings` with auth back on (rate limits stay off unless `limits` sets a rate)."""
+    """`make_settings` with auth back on (rate limits stay off unless `limits` sets them)."""
     return make_settings(
         auth=dict(auth) if auth is not None else auth_config(),
-        limits={"rate": None, **(limits or {})},
+        limits={"rate": None, "failed_auth_rate": None, **(limits or {})},
         **overrides,
     )
 

@@ -339,6 +339,56 @@ async def test_a_wrong_api_key_is_not_rescued_by_a_valid_bearer(
     assert_unauthorized(response)
 
 
+# --- one credential in both headers (generated clients fill every scheme from one callback) ---
+
+
+async def test_one_token_in_both_headers_is_checked_as_the_bearer_token(
+    serve_gateway: ServeGateway,
+) -> None:
+    token = user_token("alice")
+    async with serve_gateway() as gw:
+        ok = await gw.client.get(ALICE_ACCOUNTS, headers={**bearer(token), **api_key(token)})
+        expired = user_token("alice", exp_in=-600)
+        refused = await gw.client.get(
+            ALICE_ACCOUNTS, headers={**bearer(expired), **api_key(expired)}
+        )
+    assert ok.status_code == 200, ok.text
+    assert_unauthorized(refused, never=(expired,))
+    assert refused.json()["detail"] == "The token has expired."
+
+
+async def test_one_api_key_in_both_headers_is_checked_as_the_api_key(
+    serve_gateway: ServeGateway,
+) -> None:
+    key = key_with("accounts:read")
+    async with serve_gateway() as gw:
+        ok = await gw.client.get(ALICE_ACCOUNTS, headers={**bearer(key), **api_key(key)})
+        only_key = await gw.client.get(ALICE_ACCOUNTS, headers=api_key(key))
+    assert ok.status_code == 200, ok.text
+    assert only_key.status_code == 200, only_key.text
+
+
+@pytest.mark.parametrize(
+    ("token", "key"),
+    [
+        (user_token("alice"), key_with("accounts:read")),
+        (user_token("alice"), user_token("bob")),
+        (key_with("accounts:read"), key_with("points:read")),
+    ],
+    ids=["token-and-key", "two-tokens", "two-keys"],
+)
+async def test_two_different_credentials_are_refused_naming_the_conflict(
+    serve_gateway: ServeGateway, caplog: pytest.LogCaptureFixture, token: str, key: str
+) -> None:
+    async with serve_gateway() as gw:
+        response = await gw.client.get(ALICE_ACCOUNTS, headers={**bearer(token), **api_key(key)})
+    assert_unauthorized(response, never=(token, key))
+    assert response.json()["detail"] == (
+        "`Authorization: Bearer` and `X-API-Key` carry different credentials; send one of them."
+    )
+    assert_not_in_logs(caplog, token, key)
+
+
 def test_settings_hold_only_key_hashes_and_hide_the_secret() -> None:
     settings = secure_settings()
     text = f"{settings!r} {settings!s} {settings.auth!r}"
