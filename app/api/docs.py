@@ -24,7 +24,8 @@ PROBLEM_DESCRIPTIONS = {
     413: "The request body is over the size cap (`payload_too_large`).",
     422: "The request failed validation (`invalid_request`), or the provider refused the "
     "account (`provider_rejected`).",
-    429: "The caller is over its rate limit (`rate_limited`).",
+    429: "The caller is over its rate limit, or its address over its failed authentications "
+    "(`rate_limited`).",
     431: "The request headers are over the size cap (`headers_too_large`).",
     500: "A gateway bug (`internal_error`); quote the request id.",
     502: "The provider failed (`upstream_error`, `upstream_unreachable`, "
