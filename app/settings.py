@@ -109,7 +109,10 @@ class LimitSettings(BaseModel):
         default="600/minute", description="Per principal (per client address when anonymous)."
     )
     max_body_bytes: int = Field(default=65_536, ge=1024)
-    max_header_bytes: int = Field(default=16_384, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds a request's headers may take to arrive."
+    )
     cors_origins: list[str] = Field(
         default=[], description="Browser origins allowed; none by default."
     )

@@ -40,6 +40,7 @@ class Served:
 
     app: ASGIApp
     sock: socket.socket
+    http: type[asyncio.Protocol] | str = "auto"  # uvicorn.Config's `http=`
 
     @property
     def url(self) -> str:
@@ -53,7 +54,9 @@ class ServerGroup:
     def __init__(self, served: Sequence[Served], *, log_level: str = "warning") -> None:
         self._servers = [
             _Embedded(
-                uvicorn.Config(s.app, log_level=log_level, lifespan="on", server_header=False)
+                uvicorn.Config(
+                    s.app, http=s.http, log_level=log_level, lifespan="on", server_header=False
+                )
             )
             for s in served
         ]
