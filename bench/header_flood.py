@@ -45,6 +45,7 @@ PROBE_EVERY = 0.05
 PROBE_TIMEOUT = 5.0
 SAMPLE_EVERY = 0.2
 REQUEST_HEAD = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nX-Pad: "
+PHASES = ["flood", "flood-repeat", "trickle"]
 
 
 # --- the probe, in its own process so the attackers' threads cannot delay it ------------------
@@ -183,6 +184,8 @@ def _flood(port: int, deadline: float, repeat: bool, attempts: list[Attempt]) ->
                         sent += len(CHUNK)
                 if sent >= FLOOD_BYTES:
                     sock.sendall(b"\r\n\r\n")
+                else:
+                    ended = "still sending at the phase's end"
             except OSError as exc:
                 ended = type(exc).__name__
             answer = _answer(sock)
@@ -312,12 +315,37 @@ def flood_figures(attempts: list[Attempt]) -> dict[str, Any]:
     return figures
 
 
+def run_flood(server: Server, seconds: float, repeat: bool) -> dict[str, Any]:
+    name = "flood-repeat" if repeat else "flood"
+    probes, samples, baseline, attempts = phase(server, seconds, flood_attack(repeat))
+    return {**report(name, probes, samples, baseline), **flood_figures(attempts)}
+
+
+def run_trickle(server: Server, seconds: float, clients: int) -> dict[str, Any]:
+    probes, samples, baseline, (closed_after, refused) = phase(
+        server, seconds, trickle_attack(clients)
+    )
+    closed = sorted(closed_after)
+    trickle = {
+        "clients": clients,
+        "refused": refused,
+        "closed_by_server": len(closed),
+        "closed_after_s_min": round(closed[0], 1) if closed else None,
+        "closed_after_s_max": round(closed[-1], 1) if closed else None,
+    }
+    log(f"  trickle: {trickle}")
+    return {**report("trickle", probes, samples, baseline), **trickle}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--flood-seconds", type=float, default=20.0)
     parser.add_argument("--trickle-seconds", type=float, default=20.0)
     parser.add_argument("--trickle-clients", type=int, default=TRICKLE_CLIENTS)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
+    parser.add_argument(
+        "--phase", action="append", choices=PHASES, help="run only these phases (repeatable)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
@@ -331,28 +359,12 @@ def main() -> None:
     figures: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="points-header-flood-") as tmpname:
         tmp = Path(tmpname)
-        for name, repeat in (("flood", False), ("flood-repeat", True)):
+        for name in args.phase or PHASES:
             with gateway(tmp, name, key, extra) as server:
-                probes, samples, baseline, attempts = phase(
-                    server, args.flood_seconds, flood_attack(repeat)
-                )
-                figures.append(
-                    {**report(name, probes, samples, baseline), **flood_figures(attempts)}
-                )
-        with gateway(tmp, "trickle", key, extra) as server:
-            probes, samples, baseline, (closed_after, refused) = phase(
-                server, args.trickle_seconds, trickle_attack(args.trickle_clients)
-            )
-            closed = sorted(closed_after)
-            trickle = {
-                "clients": args.trickle_clients,
-                "refused": refused,
-                "closed_by_server": len(closed),
-                "closed_after_s_min": round(closed[0], 1) if closed else None,
-                "closed_after_s_max": round(closed[-1], 1) if closed else None,
-            }
-            log(f"  trickle: {trickle}")
-            figures.append({**report("trickle", probes, samples, baseline), **trickle})
+                if name == "trickle":
+                    figures.append(run_trickle(server, args.trickle_seconds, args.trickle_clients))
+                else:
+                    figures.append(run_flood(server, args.flood_seconds, name == "flood-repeat"))
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json is not None:
