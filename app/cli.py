@@ -21,6 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.gateway import preflight
     from app.gc_tuning import tune_for_serving
+    from app.http_protocol import header_capped_protocol
     from app.main import create_app
     from app.observability.shutdown import GracefulServer
     from app.settings import get_settings
@@ -41,6 +42,8 @@ def _serve(args: argparse.Namespace) -> int:
         "server_header": False,
         # The gateway reads X-Forwarded-For itself, from POINTS_LIMITS__TRUSTED_PROXIES only.
         "proxy_headers": False,
+        # Caps the bytes and time of request headers before uvicorn buffers them (issue 13).
+        "http": header_capped_protocol(settings.limits),
         # After SIGTERM: stop accepting, let requests in flight finish for up to this long.
         "timeout_graceful_shutdown": settings.shutdown_grace,
     }

@@ -118,7 +118,10 @@ class LimitSettings(BaseModel):
         default=[], description="Peers (IPs or CIDRs) whose X-Forwarded-For names the client."
     )
     max_body_bytes: int = Field(default=65_536, ge=1024)
-    max_header_bytes: int = Field(default=16_384, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds a request's headers may take to arrive."
+    )
     cors_origins: list[str] = Field(
         default=[], description="Browser origins allowed; none by default."
     )

@@ -18,6 +18,7 @@ from app.accounts.memory_store import load_accounts
 from app.accounts.migrate import upgrade
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
+from app.http_protocol import header_capped_protocol
 from app.main import create_app
 from app.providers.registry import BUILTIN_PLUGINS
 from app.sandbox.gafapay import GafapaySandbox, create_gafapay_app
@@ -164,7 +165,9 @@ async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int
             secret_keys=keys,
             auth={"jwt_secret": secret, "issuer": DEMO_ISSUER},
         )
-        gateway = Served(create_app(settings), bind(host, port))
+        gateway = Served(
+            create_app(settings), bind(host, port), http=header_capped_protocol(settings.limits)
+        )
         await _serve(gateway, [iamport_app, gafapay_app, gateway], demo_tokens(secret))
 
 

@@ -42,6 +42,7 @@ class Served:
 
     app: ASGIApp
     sock: socket.socket
+    http: type[asyncio.Protocol] | str = "auto"  # uvicorn.Config's `http=`
 
     @property
     def url(self) -> str:
@@ -57,6 +58,7 @@ class ServerGroup:
             _Embedded(
                 uvicorn.Config(
                     s.app,
+                    http=s.http,
                     log_level=log_level,
                     lifespan="on",
                     server_header=False,

@@ -7,7 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import GatewayError
 from app.problems import problem_from
 
-_NOSNIFF = (b"x-content-type-options", b"nosniff")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 class PayloadTooLarge(GatewayError):
@@ -21,10 +21,15 @@ class HeadersTooLarge(GatewayError):
     status = 431
     title = "The request headers are too large"
 
+    @classmethod
+    def over(cls, max_headers: int) -> HeadersTooLarge:
+        """The error for headers over `max_headers` bytes (the app's check and the server's)."""
+        return cls(f"Headers are limited to {max_headers} bytes.")
 
-def _problem(error: GatewayError) -> tuple[int, bytes]:
-    body = problem_from(error, instance=None, request_id=None).model_dump_json().encode()
-    return error.status, body
+
+def problem_body(error: GatewayError) -> bytes:
+    """The problem+json body of a refusal made before any route runs."""
+    return problem_from(error, instance=None, request_id=None).model_dump_json().encode()
 
 
 class Hardening:
@@ -41,9 +46,7 @@ class Hardening:
             return
         headers = scope.get("headers", ())
         if sum(len(k) + len(v) + 4 for k, v in headers) > self._max_headers:
-            await self._reject(
-                send, HeadersTooLarge(f"Headers are limited to {self._max_headers} bytes.")
-            )
+            await self._reject(send, HeadersTooLarge.over(self._max_headers))
             return
         declared = next((v for k, v in headers if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
@@ -75,22 +78,22 @@ class Hardening:
                 return  # the app's own answer to the cut-off body is dropped
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), _NOSNIFF]
+                message["headers"] = [*message.get("headers", ()), NOSNIFF]
             await send(message)
 
         await self.app(scope, capped_receive, send_with_headers)
 
     @staticmethod
     async def _reject(send: Send, error: GatewayError) -> None:
-        status, body = _problem(error)
+        body = problem_body(error)
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": error.status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
-                    _NOSNIFF,
+                    NOSNIFF,
                 ],
             }
         )

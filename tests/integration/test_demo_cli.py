@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from app.sandbox.demo import DEMO_ACCOUNTS
+from tests.operations.raw_http import connect, read_until_closed
 
 pytestmark = pytest.mark.integration
 
@@ -165,6 +166,13 @@ def test_demo_serves_the_demo_users_and_stops_on_signal(
     assert codes == {"benepia": "provider_rejected", "gafapay": None}
     assert nobody.status_code == 200, nobody.text
     assert nobody.json()["balances"] == []
+
+    # Its gateway stops reading headers at the cap, before they are complete (issue 13).
+    with connect(base) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: demo\r\nX-Pad: " + b"a" * 65536)
+        refused, closed = read_until_closed(sock, within=EXIT_TIMEOUT)
+    assert closed
+    assert refused.startswith(b"HTTP/1.1 431 "), refused[:100]
 
     proc.send_signal(stop_signal)
     try:

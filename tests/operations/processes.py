@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +59,15 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(env: dict[str, str], cwd: Path, name: str) -> Iterator[ServeProcess]:
-    """`points-gateway serve` on a free loopback port, healthy; killed if still running after."""
+def serve_process(
+    env: dict[str, str], cwd: Path, name: str, *, args: Sequence[str] = ()
+) -> Iterator[ServeProcess]:
+    """`points-gateway serve [args]` on a free loopback port, healthy; killed if running after."""
     (port,) = free_ports(1)
     stderr = cwd / f"{name}.stderr.txt"
     with (cwd / f"{name}.stdout.txt").open("wb") as out, stderr.open("wb") as err:
         proc = subprocess.Popen(
-            [*command(), "serve", "--host", HOST, "--port", str(port)],
+            [*command(), "serve", "--host", HOST, "--port", str(port), *args],
             stdout=out,
             stderr=err,
             env=env,
