@@ -335,9 +335,19 @@ def gateway_env(tmp: Path, name: str, upstream: str, ttl: float, store: Store) -
 
 
 def start_gateway(
-    tmp: Path, name: str, upstream: str, store: Store, *, ttl: float, workers: int = 1
+    tmp: Path,
+    name: str,
+    upstream: str,
+    store: Store,
+    *,
+    ttl: float,
+    workers: int = 1,
+    source: Path | None = None,
 ) -> Server:
+    """A gateway over `upstream`; `source`: serve another checkout's `app` (A/B runs)."""
     env = gateway_env(tmp, name, upstream, ttl, store)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     exe = str(VENV_BIN / "points-gateway")
     subprocess.run([exe, "db", "upgrade"], env=env, check=True, timeout=120, capture_output=True)
     accounts = tmp / "accounts.json"
