@@ -256,6 +256,7 @@ class Store:
     url: str | None  # None: SQLite in each gateway's data dir
     key: str
     imported: bool = False  # the shared PostgreSQL database needs the accounts only once
+    migrated: bool = False  # and its migrations
 
     @property
     def label(self) -> str:
@@ -344,12 +345,20 @@ def start_gateway(
     workers: int = 1,
     source: Path | None = None,
 ) -> Server:
-    """A gateway over `upstream`; `source`: serve another checkout's `app` (A/B runs)."""
+    """A gateway over `upstream`; `source`: serve another checkout's `app` (A/B runs).
+
+    The first gateway on a shared database migrates it (in an A/B run, the newer side): an older
+    checkout does not know the newer revisions, and serves from the newer schema as it is.
+    """
     env = gateway_env(tmp, name, upstream, ttl, store)
+    exe = str(VENV_BIN / "points-gateway")
     if source is not None:
         env["PYTHONPATH"] = str(source)
-    exe = str(VENV_BIN / "points-gateway")
-    subprocess.run([exe, "db", "upgrade"], env=env, check=True, timeout=120, capture_output=True)
+    if not store.migrated:
+        subprocess.run(
+            [exe, "db", "upgrade"], env=env, check=True, timeout=120, capture_output=True
+        )
+        store.migrated = store.url is not None
     accounts = tmp / "accounts.json"
     if not accounts.exists():
         accounts.write_text(json.dumps(bench_accounts()))
