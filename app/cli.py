@@ -11,9 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import GatewayError
+from app.errors import ConfigurationError, GatewayError
 from app.observability.logging import configure_logging
-from app.providers.base import ConfigurationError
 
 
 def _serve(args: argparse.Namespace) -> int:

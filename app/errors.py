@@ -10,6 +10,10 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 
+class ConfigurationError(Exception):
+    """The settings cannot start the gateway; the message says what to set (never a problem)."""
+
+
 class GatewayError(Exception):
     """Base of every error the gateway turns into an RFC 9457 problem."""
 

@@ -16,12 +16,14 @@ from app.accounts.migrate import schema_problem, schema_state
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountStore
-from app.errors import StoreUnavailable
-from app.outbound.client import build_client
+from app.errors import ConfigurationError, StoreUnavailable
+from app.outbound.factory import build_upstream
+from app.outbound.upstream import Upstream, UpstreamConfig
 from app.points.aggregator import Aggregator
 from app.points.fetcher import BalanceFetcher
-from app.providers.base import ConfigurationError, ProviderDeps, ProviderPlugin
+from app.providers.base import ProviderPlugin
 from app.providers.registry import Registry, configure, discover_plugins
+from app.resilience.breaker import BreakerSnapshot
 from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
 from app.security.authenticator import Authenticator
 from app.security.client_address import ClientAddresses
@@ -31,6 +33,7 @@ from app.security.service import Security
 from app.settings import Settings
 
 log = logging.getLogger("points_gateway")
+JWKS_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +61,22 @@ class Gateway:
     store: AccountStore
     aggregator: Aggregator
     security: Security
-    jwks_client: httpx.AsyncClient | None = None
+    jwks: Upstream | None = None
+
+    def circuits(self) -> dict[str, BreakerSnapshot]:
+        """Each served provider's circuit breaker, as it stands now."""
+        fetcher = self.aggregator.fetcher
+        return {name: fetcher.breaker(name).snapshot() for name in self.registry.names()}
+
+    @property
+    def cache_healthy(self) -> bool:
+        """False while the shared balance cache (Redis) is being bypassed."""
+        return self.aggregator.fetcher.cache.healthy
 
     async def aclose(self) -> None:
         """Close outbound connections, then the cache and the store."""
-        if self.jwks_client is not None:
-            await self.jwks_client.aclose()
+        if self.jwks is not None:
+            await self.jwks.aclose()
         await self.registry.aclose()
         await self.aggregator.fetcher.cache.aclose()
         await self.store.aclose()
@@ -159,38 +172,40 @@ def build_gateway(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Gateway:
-    """Build the outbound clients, adapters and aggregator (the transport is the test seam)."""
+    """Build the upstreams, adapters and aggregator (the transport is the test seam)."""
     settings = plan.settings
 
-    def client_factory(base_url: str, timeout: float) -> httpx.AsyncClient:
+    def upstream(provider: str, base_url: str, timeout: float) -> Upstream:
         # A backstop for plugins whose settings do not use BaseUrl.
         if base_url.startswith("http://") and not settings.sandbox:
             raise ConfigurationError(
                 f"{base_url}: provider URLs must use https "
                 "(plain http is allowed only with POINTS_SANDBOX=true)"
             )
-        return build_client(base_url, timeout, settings=settings.outbound, transport=transport)
+        config = UpstreamConfig(
+            provider=provider,
+            base_url=base_url,
+            timeout=timeout,
+            connect_timeout=settings.outbound.connect_timeout,
+            max_bytes=settings.outbound.max_response_bytes,
+        )
+        return build_upstream(config, settings=settings.outbound, transport=transport)
 
-    deps = ProviderDeps(
-        client_factory=client_factory, max_response_bytes=settings.outbound.max_response_bytes
-    )
-    registry = Registry.build(plan.providers, deps)
+    registry = Registry.build(plan.providers, upstream)
     fetcher = BalanceFetcher(
         registry, cache, resilience=settings.resilience, cache_settings=settings.cache
     )
     aggregator = Aggregator(registry, store, fetcher)
     jwks_url = settings.auth.jwks_url
-    jwks_client = client_factory(jwks_url, 3.0) if jwks_url else None
-    return Gateway(
-        settings, registry, store, aggregator, build_security(settings, jwks_client), jwks_client
-    )
+    jwks = upstream("jwks", jwks_url, JWKS_TIMEOUT) if jwks_url else None
+    return Gateway(settings, registry, store, aggregator, build_security(settings, jwks), jwks)
 
 
-def build_security(settings: Settings, jwks_client: httpx.AsyncClient | None) -> Security:
+def build_security(settings: Settings, jwks: Upstream | None) -> Security:
     """The authenticator, the rate limits and the client-address rule, from the settings."""
     limits = settings.limits
     redis = settings.redis_url.get_secret_value() if settings.redis_url else None
-    authenticator = Authenticator(settings.auth, jwks_client=jwks_client)
+    authenticator = Authenticator(settings.auth, jwks=jwks)
     return Security(
         authenticator,
         RateLimiter(limits.rate, redis_url=redis) if limits.rate is not None else None,

@@ -13,7 +13,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from app import __version__
 from app.accounts.store import AccountStore
-from app.api import accounts, health, points, programs, providers
+from app.api import accounts, health, points, provider_routes, providers
 from app.gateway import build_gateway, open_cache, open_store, plan_gateway
 from app.gc_tuning import tune_for_serving
 from app.observability import routes as observability_routes
@@ -117,7 +117,7 @@ def create_app(
     install_problem_handlers(app)
     for router in (
         points.router,
-        programs.program_router(plan.known.values()),
+        provider_routes.provider_router(plan.known.values()),
         accounts.router,
         providers.router,
         health.router,

@@ -15,7 +15,8 @@ from app.accounts.rotation import RotationReport, rotate
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountStore
-from app.providers.base import ConfigurationError, ProviderPlugin
+from app.errors import ConfigurationError
+from app.providers.base import ProviderPlugin
 from app.providers.registry import discover_plugins
 from app.settings import Settings
 

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.accounts.sqlite_files import prepare_sqlite_file
-from app.providers.base import ConfigurationError
+from app.errors import ConfigurationError
 
 
 def _sqlite_pragmas(timeout: float) -> Callable[[Any, object], None]:

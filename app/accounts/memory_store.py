@@ -12,7 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from app.accounts.ownership import token_problem
 from app.accounts.store import AccountInfo, LinkedAccount
-from app.providers.base import ConfigurationError, Ownership, ProviderPlugin
+from app.errors import ConfigurationError
+from app.providers.base import Ownership, ProviderPlugin
 from app.users import is_user_id
 
 

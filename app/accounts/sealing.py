@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from app.errors import CredentialsUnreadable
-from app.providers.base import ConfigurationError
+from app.errors import ConfigurationError, CredentialsUnreadable
 
 FORMAT = "v1"
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")

@@ -20,8 +20,8 @@ from app.accounts.ownership import admit_unrecorded
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.store import AccountInfo, LinkedAccount, reveal
-from app.errors import CredentialsUnreadable, GatewayError, StoreUnavailable
-from app.providers.base import ConfigurationError, Ownership, ProviderPlugin
+from app.errors import ConfigurationError, CredentialsUnreadable, GatewayError, StoreUnavailable
+from app.providers.base import Ownership, ProviderPlugin
 
 log = logging.getLogger("points_gateway.accounts")
 _UNAVAILABLE: tuple[type[BaseException], ...] = (

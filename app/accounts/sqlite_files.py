@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from app.providers.base import ConfigurationError
+from app.errors import ConfigurationError
 
 log = logging.getLogger("points_gateway.store")
 DIRECTORY_MODE = 0o700

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from app.accounts.ownership import require_proof
-from app.api.deps import Asking, GatewayDep
+from app.api.deps import GatewayDep, PointsQuery
 from app.api.docs import problems
 from app.api.params import PERSONAL, UserId
 from app.api.security_deps import READ_ACCOUNTS, principal_of
@@ -48,7 +48,7 @@ def _proven_account(
     gateway: Gateway, provider: str, fields: dict[str, object], request: Request
 ) -> tuple[ProviderPlugin, BaseModel, Ownership]:
     """The body as the program's account, once the caller has proven it is theirs."""
-    plugin, _ = gateway.registry.require(provider)
+    plugin = gateway.registry.plugin(provider)
     account = _parse_account(plugin, fields)
     return plugin, account, require_proof(plugin, account, principal_of(request))
 
@@ -84,14 +84,16 @@ async def link(
     provider: str,
     fields: dict[str, object],
     request: Request,
-    asking: Asking,
+    query: PointsQuery,
     verify: bool,
 ) -> Response:
     """Store the account's credentials (sealed); idempotent. Secrets are write-only."""
-    gateway = asking.gateway
+    gateway = query.gateway
     plugin, account, ownership = _proven_account(gateway, provider, fields, request)
     if verify:
-        entry = await gateway.aggregator.one_shot(provider, account, asking.call, asking.options)
+        entry = await gateway.aggregator.account_balance(
+            provider, account, query.call, query.options
+        )
         failed = _failure(request, entry)
         if failed is not None:
             return failed
@@ -114,12 +116,12 @@ async def query_once(
     provider: str,
     fields: dict[str, object],
     request: Request,
-    asking: Asking,
+    query: PointsQuery,
 ) -> Response:
     """One program's balance for the account in the body; nothing of it is kept."""
-    gateway = asking.gateway
+    gateway = query.gateway
     _, account, _ = _proven_account(gateway, provider, fields, request)
-    entry = await gateway.aggregator.one_shot(provider, account, asking.call, asking.options)
+    entry = await gateway.aggregator.account_balance(provider, account, query.call, query.options)
     failed = _failure(request, entry)
     if failed is not None:
         return failed
@@ -146,7 +148,7 @@ async def list_accounts(user_id: UserId, gateway: GatewayDep) -> Response:
 
 async def unlink(user_id: str, provider: str, gateway: Gateway) -> Response:
     """Forget the account and its credentials."""
-    gateway.registry.require(provider)
+    gateway.registry.plugin(provider)  # an unknown name is 404 unknown_provider
     if not await gateway.store.delete(user_id, provider):
         raise AccountNotLinked(f"{user_id} has no {provider} account linked", provider=provider)
     await gateway.aggregator.forget(user_id, provider)

@@ -51,7 +51,7 @@ async def get_readiness(request: Request, gateway: GatewayDep) -> Response:
         checks["store"] = "ok"
     except StoreUnavailable:
         checks["store"] = "failed"
-    checks["cache"] = "ok" if gateway.aggregator.fetcher.cache.healthy else "degraded"
+    checks["cache"] = "ok" if gateway.cache_healthy else "degraded"
     shutdown = getattr(request.app.state, "shutdown", None)
     if isinstance(shutdown, ShutdownState) and shutdown.started:
         checks["shutdown"] = "failed"

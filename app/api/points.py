@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.api.deps import Asking, AskingDep
+from app.api.deps import PointsQuery, PointsQueryDep
 from app.api.docs import points_examples, problems
 from app.api.params import PERSONAL, UserId
 from app.api.security_deps import READ_POINTS
@@ -60,7 +60,7 @@ def _parse_filter(raw: str | None) -> list[str] | None:
 async def get_user_points(
     user_id: UserId,
     request: Request,
-    asking: AskingDep,
+    query: PointsQueryDep,
     providers: ProvidersFilter = None,
 ) -> Response:
     """Ask every linked program at once and merge the answers.
@@ -70,8 +70,8 @@ async def get_user_points(
     with the per-program list in the problem.
     """
     only = _parse_filter(providers)
-    answer = await asking.gateway.aggregator.user_points(
-        user_id, asking.call, asking.options, only=only
+    answer = await query.gateway.aggregator.user_points(
+        user_id, query.call, query.options, only=only
     )
     headers = {**PERSONAL, "x-points-complete": "true" if answer.complete else "false"}
     problem = failure_problem(user_id, answer.balances)
@@ -86,10 +86,12 @@ async def one_balance(
     user_id: str,
     provider: str,
     request: Request,
-    asking: Asking,
+    query: PointsQuery,
 ) -> Response:
     """The balance of one linked program, or the mapped problem of its failure."""
-    entry = await asking.gateway.aggregator.one(user_id, provider, asking.call, asking.options)
+    entry = await query.gateway.aggregator.linked_balance(
+        user_id, provider, query.call, query.options
+    )
     if entry.error is not None:
         problem = entry.error.model_copy(
             update={"instance": instance_of(request), "request_id": request_id_of(request.scope)}

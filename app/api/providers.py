@@ -66,13 +66,12 @@ def sees_circuits(principal: Principal | None) -> bool:
 )
 async def list_providers(gateway: GatewayDep, principal: OptionalPrincipal) -> ProviderList:
     """The programs this gateway serves: names, display names, units, and for services circuits."""
-    show_circuits = sees_circuits(principal)
+    circuits = gateway.circuits() if sees_circuits(principal) else {}
     infos = []
     for name in gateway.registry.names():
-        plugin, _ = gateway.registry.require(name)
+        plugin = gateway.registry.plugin(name)
         circuit = None
-        if show_circuits:
-            breaker = gateway.aggregator.fetcher.breaker(name).snapshot()
+        if (breaker := circuits.get(name)) is not None:
             circuit = CircuitInfo(
                 state=breaker.state,
                 consecutive_failures=breaker.consecutive_failures,

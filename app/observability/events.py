@@ -12,6 +12,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 from app.errors import GatewayError
 from app.observability import tracing
@@ -24,7 +25,8 @@ breaker_log = HotLogger("points_gateway.breaker")
 
 # A provider refusing the user's request is an answer, not trouble: logged at INFO like success.
 _QUIET_OUTCOMES = frozenset({"ok", "provider_rejected"})
-CacheState = str  # "miss" (not fresh in the cache), "refresh" (no-cache asked), "none" (one-shot)
+CacheState = Literal["miss", "refresh", "none"]
+"""Why a provider is called: nothing fresh cached, the caller asked `no-cache`, or one-shot."""
 
 
 @dataclass(slots=True)

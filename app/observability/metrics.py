@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 from typing import TypeVar
 
-from fastapi import Request
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -157,10 +156,3 @@ def use_metrics(metrics: GatewayMetrics | None) -> Token[GatewayMetrics | None]:
 def stop_using_metrics(token: Token[GatewayMetrics | None]) -> None:
     """Undo `use_metrics`."""
     _current.reset(token)
-
-
-def metrics_of(request: Request) -> GatewayMetrics:
-    """The app's metrics (created with the app, before its lifespan)."""
-    metrics = request.app.state.metrics
-    assert isinstance(metrics, GatewayMetrics)
-    return metrics

@@ -10,9 +10,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import GatewayDep
 from app.errors import Unauthorized
-from app.observability.metrics import metrics_of
+from app.observability.metrics import GatewayMetrics
 
 router = APIRouter()
+
+
+def metrics_of(request: Request) -> GatewayMetrics:
+    """The app's metrics (created with the app, before its lifespan)."""
+    metrics = request.app.state.metrics
+    assert isinstance(metrics, GatewayMetrics)
+    return metrics
 
 
 def _authorized(request: Request, expected: str) -> bool:
@@ -35,7 +42,6 @@ async def get_metrics(request: Request, gateway: GatewayDep) -> Response:
                 credential="metrics_token",
             )
     metrics = metrics_of(request)
-    fetcher = gateway.aggregator.fetcher
-    for name in gateway.registry.names():
-        metrics.set_breaker_state(name, fetcher.breaker(name).snapshot().state)
+    for name, circuit in gateway.circuits().items():
+        metrics.set_breaker_state(name, circuit.state)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -53,7 +53,7 @@ class Aggregator:
         deadline_at = self._clock() + options.deadline
         if only is not None:
             for name in only:
-                self._registry.require(name)
+                self._registry.plugin(name)  # an unknown name is 404 unknown_provider
         try:
             linked = await self._store.linked(user_id)
         except StoreUnavailable:
@@ -70,12 +70,12 @@ class Aggregator:
         complete = all(e.status == "ok" for e in entries)
         return PointsAnswer(user_id=user_id, complete=complete, balances=list(entries))
 
-    async def one(
+    async def linked_balance(
         self, user_id: str, provider: str, call: CallContext, options: QueryOptions
     ) -> Balance:
-        """One program's entry; an unknown provider or unlinked account raises."""
+        """One linked account's entry; an unknown provider or unlinked account raises."""
         deadline_at = self._clock() + options.deadline
-        self._registry.require(provider)
+        self._registry.plugin(provider)  # an unknown name is 404 unknown_provider
         try:
             account = (await self._store.linked(user_id)).get(provider)
         except StoreUnavailable:
@@ -90,13 +90,12 @@ class Aggregator:
             self._store.note_fetched(user_id, [provider])
         return entry
 
-    async def one_shot(
+    async def account_balance(
         self, provider: str, account: BaseModel, call: CallContext, options: QueryOptions
     ) -> Balance:
-        """One program's entry for credentials the caller holds; nothing is stored or cached."""
-        adapter = self._registry.require(provider)[1]
-        budget = min(adapter.timeout, options.deadline)
-        return await self.fetcher.one_shot(provider, account, call, budget=budget)
+        """The entry of an account the caller holds (one-shot): nothing is stored or cached."""
+        budget = min(self._registry.adapter(provider).timeout, options.deadline)
+        return await self.fetcher.account_balance(provider, account, call, budget=budget)
 
     async def forget(self, user_id: str, provider: str) -> None:
         """Drop what is cached for an account that was unlinked or replaced."""
@@ -115,8 +114,7 @@ class Aggregator:
             return error_entry(name, AccountNotLinked(f"No {name} account is linked"))
         if isinstance(account, GatewayError):
             return error_entry(name, account)
-        adapter = self._registry.require(name)[1]
-        budget = min(adapter.timeout, deadline_at - self._clock())
+        budget = min(self._registry.adapter(name).timeout, deadline_at - self._clock())
         return await self.fetcher.linked_balance(
             user_id, name, account, call, budget=budget, fresh=options.fresh
         )

@@ -139,7 +139,7 @@ class BalanceFetcher:
             events.cache_served(provider, stale=False, age=age)
             return _ok_entry(provider, cached, cached=True, stale=False)
         events.cache_missed(provider)
-        cache = "refresh" if fresh else "miss"
+        cache: events.CacheState = "refresh" if fresh else "miss"
         whole = self._is_whole(provider, budget)
         ends_at = self._clock() + max(budget, 0)
         try:
@@ -176,15 +176,15 @@ class BalanceFetcher:
         events.cache_served(provider, stale=stale, age=age)
         return _ok_entry(provider, cached, cached=True, stale=stale)
 
-    async def one_shot(
+    async def account_balance(
         self, provider: str, account: BaseModel, call: CallContext, *, budget: float
     ) -> Balance:
-        """An entry for credentials the caller holds: guarded, but never cached or shared."""
+        """The entry of an account the caller holds: guarded, but never cached or shared."""
         try:
-            balance = await self._within(
+            balance = await self._with_deadline(
                 provider,
                 budget,
-                self._guarded(provider, account, call, budget, "none"),
+                self._through_guards(provider, account, call, budget, "none"),
                 whole=self._is_whole(provider, budget),
             )
         except TimeoutError:
@@ -225,8 +225,11 @@ class BalanceFetcher:
         # Runs in the task of the caller that started it and lives as long as that caller waits,
         # so no upstream call outlives every deadline; a later caller joins it as it is
         # (SingleFlight starts a new call rather than hand a newcomer one about to be cut off).
-        balance = await self._within(
-            provider, budget, self._guarded(provider, account, call, budget, cache), whole=whole
+        balance = await self._with_deadline(
+            provider,
+            budget,
+            self._through_guards(provider, account, call, budget, cache),
+            whole=whole,
         )
         if self._generations.get(key, 0) == generation:
             value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
@@ -239,10 +242,9 @@ class BalanceFetcher:
         Decided once, when the caller's budget is set: re-read off the clock when the call
         starts, a busy machine can leave the budget a millisecond short of the timeout.
         """
-        adapter = self._registry.require(provider)[1]
-        return budget >= adapter.timeout - WHOLE_TIMEOUT_SLACK
+        return budget >= self._registry.adapter(provider).timeout - WHOLE_TIMEOUT_SLACK
 
-    async def _within(
+    async def _with_deadline(
         self,
         provider: str,
         budget: float,
@@ -262,7 +264,7 @@ class BalanceFetcher:
                 _report_breaker(provider, guard)
             raise
 
-    async def _guarded(
+    async def _through_guards(
         self,
         provider: str,
         account: BaseModel,
@@ -270,7 +272,7 @@ class BalanceFetcher:
         budget: float,
         cache: events.CacheState,
     ) -> ProviderBalance:
-        adapter = self._registry.require(provider)[1]
+        adapter = self._registry.adapter(provider)
         guard = self._guards[provider]
         try:
             guard.breaker.before_call()

@@ -10,8 +10,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Protocol, TypeVar
 
-import httpx
 from pydantic import BaseModel, StringConstraints
+
+from app.outbound.upstream import Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +49,12 @@ class PointsProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
-ClientFactory = Callable[[str, float], httpx.AsyncClient]
-"""Builds the outbound client of one provider from (base_url, timeout)."""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderDeps:
     """What the gateway hands an adapter when it builds it."""
 
-    client_factory: ClientFactory
-    max_response_bytes: int
+    upstream: Callable[[str, float], Upstream]
+    """This provider's upstream from (base_url, timeout): the only way to send a request."""
 
 
 class Ownership(StrEnum):
@@ -167,7 +164,3 @@ def expect(model: type[M], value: BaseModel) -> M:
     if not isinstance(value, model):
         raise TypeError(f"expected {model.__name__}, got {type(value).__name__}")
     return value
-
-
-class ConfigurationError(Exception):
-    """The settings cannot start the gateway; the message says what to set."""

@@ -6,24 +6,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
-from app.outbound.client import RequestMaker
-from app.outbound.transport import OutboundRequest, Reply
-from app.providers.base import (
+from app.providers import (
+    BaseUrl,
     CallContext,
     Identifier,
+    OutboundRequest,
     Proof,
     ProviderBalance,
     ProviderDeps,
     ProviderPlugin,
-    expect,
-)
-from app.providers.exchange import (
+    ProviderRejected,
+    Reply,
+    Upstream,
+    UpstreamAuthFailed,
+    UpstreamInvalidResponse,
     backoff_error,
-    exchange,
+    expect,
     is_int,
     points_value,
     require_json,
@@ -31,7 +31,6 @@ from app.providers.exchange import (
 )
 from app.providers.iamport_envelope import parse_envelope
 from app.providers.iamport_token import IamportTokenManager
-from app.providers.urls import BaseUrl
 
 NAME = "benepia"
 UNIT = "benepia_point"
@@ -81,21 +80,16 @@ class BenepiaProvider:
         self,
         settings: BenepiaSettings,
         *,
-        client: httpx.AsyncClient,
-        max_response_bytes: int,
+        upstream: Upstream,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._client = client
-        self._requests = RequestMaker(client)
-        self._point_url = self._requests.url("/benepia/point")
-        self._max_bytes = max_response_bytes
+        self._upstream = upstream
+        self._point_url = upstream.url("/benepia/point")
         self.tokens = IamportTokenManager(
-            client=client,
-            send=self._send,
+            upstream,
             imp_key=settings.imp_key,
             imp_secret=settings.imp_secret,
-            provider=NAME,
             refresh_margin=settings.token_refresh_margin,
             clock=clock,
         )
@@ -112,11 +106,11 @@ class BenepiaProvider:
         """Query the account's balance; refresh the token once on a 401, never loop."""
         benepia = expect(BenepiaAccount, account)
         token = await self.tokens.token()
-        reply = await self._send(self._point_request(benepia, token))
+        reply = await self._upstream.send(self._point_request(benepia, token))
         if reply.status == 401:
             self.tokens.invalidate(token)
             token = await self.tokens.token()
-            reply = await self._send(self._point_request(benepia, token))
+            reply = await self._upstream.send(self._point_request(benepia, token))
             if reply.status == 401:
                 raise UpstreamAuthFailed(
                     "iamport refused a freshly issued token", provider=NAME, upstream_status=401
@@ -124,10 +118,7 @@ class BenepiaProvider:
         return self._balance(reply)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def _send(self, request: OutboundRequest | httpx.Request) -> Reply:
-        return await exchange(self._client, request, provider=NAME, max_bytes=self._max_bytes)
+        await self._upstream.aclose()
 
     def _point_request(self, account: BenepiaAccount, token: str) -> OutboundRequest:
         body: dict[str, str] = {
@@ -138,14 +129,14 @@ class BenepiaProvider:
             body["channel_key"] = self._settings.channel_key
         elif self._settings.pg:
             body["pg"] = self._settings.pg
-        return self._requests.request(
-            "POST", self._point_url, json_body=body, headers={"authorization": f"Bearer {token}"}
+        return self._upstream.request(
+            "POST", self._point_url, json=body, headers={"authorization": f"Bearer {token}"}
         )
 
     def _balance(self, reply: Reply) -> ProviderBalance:
-        if (error := backoff_error(reply, provider=NAME)) is not None:
+        if (error := backoff_error(reply)) is not None:
             raise error
-        require_json(reply, provider=NAME)
+        require_json(reply)
         envelope = parse_envelope(reply.body)
         if reply.status == 200:
             if envelope is None:
@@ -165,10 +156,8 @@ class BenepiaProvider:
                 upstream_code=str(envelope.code),
             )
         if envelope is None:
-            raise status_error(reply, provider=NAME)
-        raise status_error(
-            reply, provider=NAME, detail=envelope.message, upstream_code=str(envelope.code)
-        )
+            raise status_error(reply)
+        raise status_error(reply, detail=envelope.message, upstream_code=str(envelope.code))
 
     def _parse_point(self, response: dict[str, object] | None) -> ProviderBalance:
         raw = (response or {}).get("point")
@@ -184,8 +173,7 @@ class BenepiaProvider:
 
 def _build(settings: BaseModel, deps: ProviderDeps) -> BenepiaProvider:
     own = expect(BenepiaSettings, settings)
-    client = deps.client_factory(own.base_url, own.timeout)
-    return BenepiaProvider(own, client=client, max_response_bytes=deps.max_response_bytes)
+    return BenepiaProvider(own, upstream=deps.upstream(own.base_url, own.timeout))
 
 
 plugin = ProviderPlugin(

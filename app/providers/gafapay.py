@@ -7,23 +7,22 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Protocol
 
-import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
-from app.errors import ProviderRejected, UpstreamAuthFailed, UpstreamInvalidResponse
-from app.outbound.client import RequestMaker
-from app.outbound.transport import Reply
-from app.providers.base import (
+from app.providers import (
+    BaseUrl,
     CallContext,
     Proof,
     ProviderBalance,
     ProviderDeps,
     ProviderPlugin,
-    expect,
-)
-from app.providers.exchange import (
+    ProviderRejected,
+    Reply,
+    Upstream,
+    UpstreamAuthFailed,
+    UpstreamInvalidResponse,
     backoff_error,
-    exchange,
+    expect,
     is_int,
     parse_json,
     points_value,
@@ -31,7 +30,6 @@ from app.providers.exchange import (
     status_error,
     upstream_text,
 )
-from app.providers.urls import BaseUrl
 
 NAME = "gafapay"
 POINTS_PATH = "/gafapay/v3/reward_promotion/user_points"
@@ -55,7 +53,7 @@ def same_id(a: str, b: str) -> bool:
 
 
 def _header_safe(value: SecretStr | None) -> SecretStr | None:
-    # The token travels in a header: printable ASCII only, or httpx could not send it.
+    # The token travels in a header: printable ASCII only, or no HTTP client could send it.
     if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,4096}", value.get_secret_value()):
         raise ValueError("must be 1-4096 printable ASCII characters without spaces")
     return value
@@ -129,18 +127,11 @@ class GafapayProvider:
     """Adapter for GafaPay reward points."""
 
     def __init__(
-        self,
-        settings: GafapaySettings,
-        *,
-        client: httpx.AsyncClient,
-        max_response_bytes: int,
-        tokens: TokenSource | None = None,
+        self, settings: GafapaySettings, *, upstream: Upstream, tokens: TokenSource | None = None
     ) -> None:
         self._settings = settings
-        self._client = client
-        self._requests = RequestMaker(client)
-        self._points_url = self._requests.url(POINTS_PATH)
-        self._max_bytes = max_response_bytes
+        self._upstream = upstream
+        self._points_url = upstream.url(POINTS_PATH)
         self._tokens = tokens or StaticTokenSource(settings.token)
 
     @property
@@ -154,7 +145,7 @@ class GafapayProvider:
     async def fetch_balance(self, account: BaseModel, call: CallContext) -> ProviderBalance:
         """Query the account's balance; `success` decides, never the HTTP status alone."""
         gafapay = expect(GafapayAccount, account)
-        request = self._requests.request(
+        request = self._upstream.request(
             "GET",
             self._points_url,
             params={"user_id": gafapay.gafapay_user_id, "currency_id": gafapay.currency_id},
@@ -164,11 +155,10 @@ class GafapayProvider:
                 "requestid": _upstream_request_id(call.request_id),
             },
         )
-        reply = await exchange(self._client, request, provider=NAME, max_bytes=self._max_bytes)
-        return self._balance(reply, gafapay)
+        return self._balance(await self._upstream.send(request), gafapay)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._upstream.aclose()
 
     def _balance(self, reply: Reply, account: GafapayAccount) -> ProviderBalance:
         if reply.status == 401:
@@ -177,9 +167,9 @@ class GafapayProvider:
                 provider=NAME,
                 upstream_status=401,
             )
-        if (error := backoff_error(reply, provider=NAME)) is not None:
+        if (error := backoff_error(reply)) is not None:
             raise error
-        require_json(reply, provider=NAME)
+        require_json(reply)
         data = parse_json(reply.body)
         body = data if isinstance(data, dict) else None
         success = body.get("success") if body is not None else None
@@ -190,7 +180,7 @@ class GafapayProvider:
                 upstream_status=reply.status,
             )
         if reply.status != 200:
-            raise status_error(reply, provider=NAME, detail=_messages(body and body.get("error")))
+            raise status_error(reply, detail=_messages(body and body.get("error")))
         if body is None or not is_int(success) or success != 1:
             raise _invalid("GafaPay answered without success 0 or 1")
         return _parse_points(body.get("data"), account)
@@ -247,8 +237,7 @@ def _prove(account: BaseModel) -> Proof:
 
 def _build(settings: BaseModel, deps: ProviderDeps) -> GafapayProvider:
     own = expect(GafapaySettings, settings)
-    client = deps.client_factory(own.base_url, own.timeout)
-    return GafapayProvider(own, client=client, max_response_bytes=deps.max_response_bytes)
+    return GafapayProvider(own, upstream=deps.upstream(own.base_url, own.timeout))
 
 
 plugin = ProviderPlugin(

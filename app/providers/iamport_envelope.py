@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.providers.exchange import is_int, parse_json, upstream_text
+from app.providers import is_int, parse_json, upstream_text
 
 
 @dataclass(frozen=True, slots=True)

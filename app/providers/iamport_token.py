@@ -5,23 +5,27 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
 from pydantic import SecretStr
 
-from app.errors import UpstreamAuthFailed, UpstreamInvalidResponse
 from app.observability import events
-from app.outbound.transport import Reply
-from app.providers.exchange import backoff_error, is_int, require_json, status_error
+from app.providers import (
+    Upstream,
+    UpstreamAuthFailed,
+    UpstreamInvalidResponse,
+    backoff_error,
+    is_int,
+    require_json,
+    status_error,
+)
 from app.providers.iamport_envelope import parse_envelope
 
 MAX_TOKEN_LIFETIME = 24 * 3600
+TOKEN_PATH = "/users/getToken"  # noqa: S105  (a path, not a password)
 # Printable ASCII without spaces: nothing else can travel in an Authorization header.
 _TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
-
-Send = Callable[[httpx.Request], Awaitable[Reply]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +39,18 @@ class IamportTokenManager:
 
     def __init__(
         self,
+        upstream: Upstream,
         *,
-        client: httpx.AsyncClient,
-        send: Send,
         imp_key: str,
         imp_secret: SecretStr,
-        provider: str,
         refresh_margin: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = client
-        self._send = send
+        self._upstream = upstream
+        self._token_url = upstream.url(TOKEN_PATH)
         self._imp_key = imp_key
         self._imp_secret = imp_secret
-        self._provider = provider
+        self._provider = upstream.provider
         self._margin = refresh_margin
         self._clock = clock
         self._token: _Token | None = None
@@ -95,12 +97,12 @@ class IamportTokenManager:
 
     async def _get_token(self) -> _Token:
         started = self._clock()
-        request = self._client.build_request(
+        request = self._upstream.request(
             "POST",
-            "/users/getToken",
+            self._token_url,
             json={"imp_key": self._imp_key, "imp_secret": self._imp_secret.get_secret_value()},
         )
-        reply = await self._send(request)
+        reply = await self._upstream.send(request)
         self._last_status = reply.status
         name = self._provider
         if reply.status == 401:
@@ -110,13 +112,12 @@ class IamportTokenManager:
                 provider=name,
                 upstream_status=401,
             )
-        if (error := backoff_error(reply, provider=name)) is not None:
+        if (error := backoff_error(reply)) is not None:
             raise error
-        require_json(reply, provider=name)
+        require_json(reply)
         envelope = parse_envelope(reply.body)
         if reply.status != 200:
-            detail = envelope.message if envelope else None
-            raise status_error(reply, provider=name, detail=detail)
+            raise status_error(reply, detail=envelope.message if envelope else None)
         if envelope is None:
             raise UpstreamInvalidResponse(
                 "iamport getToken answered without its envelope", provider=name, upstream_status=200

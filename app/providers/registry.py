@@ -1,16 +1,19 @@
-"""Which programs exist (built in or from entry points) and which are configured."""
+"""Which providers exist (built in or from entry points) and which this gateway serves."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import entry_points
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import UnknownProvider
+from app.errors import ConfigurationError, UnknownProvider
+from app.outbound.upstream import Upstream
 from app.providers import benepia, gafapay
-from app.providers.base import ConfigurationError, PointsProvider, ProviderDeps, ProviderPlugin
+from app.providers.base import PointsProvider, ProviderDeps, ProviderPlugin
 from app.security.secret_scrub import SecretScrubber, secret_values
 
 ENTRY_POINT_GROUP = "points_gateway.providers"
@@ -74,45 +77,70 @@ def configure(
     return configured
 
 
+UpstreamFactory = Callable[[str, str, float], Upstream]
+"""Builds a provider's upstream from (provider name, base_url, timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One provider this gateway serves: how it plugs in, and its adapter."""
+
+    plugin: ProviderPlugin
+    adapter: PointsProvider
+
+
+def _build(
+    name: str, plugin: ProviderPlugin, settings: BaseModel, upstream: UpstreamFactory
+) -> Served:
+    return Served(plugin, plugin.build(settings, ProviderDeps(upstream=partial(upstream, name))))
+
+
 class Registry:
     """The providers this gateway instance serves, built once in the lifespan."""
 
     def __init__(
-        self,
-        providers: Mapping[str, tuple[ProviderPlugin, PointsProvider]],
-        *,
-        scrubber: SecretScrubber | None = None,
+        self, providers: Mapping[str, Served], *, scrubber: SecretScrubber | None = None
     ) -> None:
-        self._entries = dict(sorted(providers.items()))
+        self._served = dict(sorted(providers.items()))
         # Every configured provider's settings secrets, masked in any provider's error text.
         self.scrubber = scrubber or SecretScrubber()
 
     @classmethod
     def build(
-        cls, configured: Mapping[str, tuple[ProviderPlugin, BaseModel]], deps: ProviderDeps
+        cls, configured: Mapping[str, tuple[ProviderPlugin, BaseModel]], upstream: UpstreamFactory
     ) -> Registry:
-        """Build each configured provider's adapter."""
+        """Build each configured provider's adapter, handing it its own upstream factory."""
         secrets = [value for _, s in configured.values() for value in secret_values(s)]
-        return cls(
-            {n: (p, p.build(s, deps)) for n, (p, s) in configured.items()},
-            scrubber=SecretScrubber(secrets),
-        )
+        served = {
+            name: Served(
+                plugin, plugin.build(settings, ProviderDeps(upstream=partial(upstream, name)))
+            )
+            for name, (plugin, settings) in configured.items()
+        }
+        return cls(served, scrubber=SecretScrubber(secrets))
 
     def names(self) -> list[str]:
         """Provider names in the stable answer order."""
-        return list(self._entries)
+        return list(self._served)
 
-    def require(self, name: str) -> tuple[ProviderPlugin, PointsProvider]:
-        """The plugin and adapter for `name`, or UnknownProvider."""
-        entry = self._entries.get(name)
-        if entry is None:
-            known = ", ".join(self._entries) or "none"
+    def plugin(self, name: str) -> ProviderPlugin:
+        """The plugin of a served provider, or UnknownProvider."""
+        return self._get(name).plugin
+
+    def adapter(self, name: str) -> PointsProvider:
+        """The adapter of a served provider, or UnknownProvider."""
+        return self._get(name).adapter
+
+    def _get(self, name: str) -> Served:
+        served = self._served.get(name)
+        if served is None:
+            known = ", ".join(self._served) or "none"
             # Only a well-formed name is echoed back: it is caller input.
             shown = repr(name) if _NAME.fullmatch(name) else "by that name"
             raise UnknownProvider(f"No provider {shown} (configured: {known}).")
-        return entry
+        return served
 
     async def aclose(self) -> None:
         """Close every adapter's connections."""
-        for _, provider in reversed(self._entries.values()):
-            await provider.aclose()
+        for served in reversed(self._served.values()):
+            await served.adapter.aclose()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import httpx
-
-from app.errors import Unauthorized
-from app.providers.base import ConfigurationError
+from app.errors import ConfigurationError, Unauthorized
+from app.outbound.upstream import Upstream
 from app.security.api_keys import ApiKey, ApiKeyVerifier
 from app.security.jwt_verifier import JwksCache, JwtConfig, JwtVerifier
 from app.security.principal import ANONYMOUS_SERVICE, Principal
@@ -19,9 +17,7 @@ log = logging.getLogger("points_gateway.auth")
 class Authenticator:
     """Checks the caller's credentials; with auth disabled everyone is an all-scopes service."""
 
-    def __init__(
-        self, settings: AuthSettings, *, jwks_client: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, settings: AuthSettings, *, jwks: Upstream | None = None) -> None:
         self.enabled = settings.mode == "required"
         self._keys = ApiKeyVerifier(
             [
@@ -32,11 +28,7 @@ class Authenticator:
         self._jwt: JwtVerifier | None = None
         algorithms = settings.algorithms()
         if algorithms:
-            jwks = (
-                JwksCache(settings.jwks_url, jwks_client)
-                if settings.jwks_url and jwks_client is not None
-                else None
-            )
+            keys = JwksCache(settings.jwks_url, jwks) if settings.jwks_url and jwks else None
             config = JwtConfig(
                 hs256_secret=(
                     settings.jwt_secret.get_secret_value().encode() if settings.jwt_secret else None
@@ -49,7 +41,7 @@ class Authenticator:
                 leeway=settings.leeway,
                 service_claim=settings.service_claim,
             )
-            self._jwt = JwtVerifier(config, jwks)
+            self._jwt = JwtVerifier(config, keys)
 
     @staticmethod
     def check(settings: AuthSettings) -> None:

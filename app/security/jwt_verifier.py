@@ -9,11 +9,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
 import jwt
 from jwt import PyJWK, PyJWKSet
 
-from app.errors import Unauthorized
+from app.errors import ProviderError, Unauthorized
+from app.outbound.upstream import Upstream
 from app.security.principal import ALL_SCOPES, Principal
 
 log = logging.getLogger("points_gateway.auth")
@@ -40,10 +40,10 @@ class JwksCache:
     """A JWKS document fetched on demand, kept for 5 minutes, refetched for an unknown `kid`."""
 
     def __init__(
-        self, url: str, client: httpx.AsyncClient, *, clock: Callable[[], float] = time.monotonic
+        self, url: str, upstream: Upstream, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._url = url
-        self._client = client
+        self._upstream = upstream
         self._clock = clock
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at = -JWKS_TTL
@@ -65,10 +65,11 @@ class JwksCache:
     async def _refresh(self) -> None:
         self._fetched_at = self._clock()
         try:
-            response = await self._client.get(self._url)
-            response.raise_for_status()
-            keyset = PyJWKSet.from_dict(json.loads(response.content))
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            reply = await self._upstream.send(self._upstream.request("GET", self._url))
+            if not 200 <= reply.status < 300:
+                raise ValueError(f"the JWKS URL answered HTTP {reply.status}")
+            keyset = PyJWKSet.from_dict(json.loads(reply.body))
+        except (ProviderError, ValueError, jwt.PyJWTError) as exc:
             # Keep the keys we have: a JWKS outage must not log everybody out at once.
             log.warning(
                 "JWKS refresh failed (%s); keeping %d cached keys",

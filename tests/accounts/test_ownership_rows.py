@@ -25,10 +25,10 @@ from app.accounts.migrate import schema_problem, schema_state, upgrade
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
-from app.errors import OwnershipProofRequired
+from app.errors import ConfigurationError, OwnershipProofRequired
 from app.gateway import open_store, plan_gateway
 from app.main import create_app
-from app.providers.base import ConfigurationError, Ownership
+from app.providers.base import Ownership
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
 from app.security.api_keys import hash_key

@@ -13,8 +13,8 @@ from app.accounts.rotation import RotationReport, rotate
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
-from app.errors import CredentialsUnreadable
-from app.providers.base import ConfigurationError, Ownership
+from app.errors import ConfigurationError, CredentialsUnreadable
+from app.providers.base import Ownership
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
 from tests.accounts.conftest import KEY_A, KEY_B, StoreFactory

@@ -8,8 +8,7 @@ import re
 import pytest
 
 from app.accounts.sealing import Keyring
-from app.errors import CredentialsUnreadable
-from app.providers.base import ConfigurationError
+from app.errors import ConfigurationError, CredentialsUnreadable
 from tests.accounts.conftest import KEY_A, KEY_B
 
 PLAIN = b'{"benepia_user":"alice.kim","benepia_password":"sEcReT-pw"}'

@@ -23,8 +23,7 @@ from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountInfo, LinkedAccount
-from app.errors import CredentialsUnreadable, StoreUnavailable
-from app.providers.base import ConfigurationError
+from app.errors import ConfigurationError, CredentialsUnreadable, StoreUnavailable
 from app.providers.benepia import BenepiaAccount
 from app.providers.benepia import plugin as benepia_plugin
 from app.providers.gafapay import GafapayAccount

@@ -17,8 +17,8 @@ import pytest
 from pydantic import ValidationError
 
 from app.cli import main as cli_main
+from app.errors import ConfigurationError
 from app.main import create_app
-from app.providers.base import ConfigurationError
 from app.security import authenticator as authenticator_module
 from app.security.jwt_verifier import JwksCache
 from app.settings import get_settings

@@ -14,8 +14,8 @@ import pytest
 
 from app.accounts.memory_store import MemoryAccountStore
 from app.accounts.sealing import Keyring
+from app.errors import ConfigurationError
 from app.gateway import plan_gateway
-from app.providers.base import ConfigurationError
 from tests.conftest import make_settings
 from tests.integration.test_demo_cli import RUN_TIMEOUT, clean_env, command, free_ports
 

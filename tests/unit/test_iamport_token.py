@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -12,8 +12,8 @@ import respx
 from pydantic import SecretStr
 
 from app.errors import UpstreamAuthFailed, UpstreamError, UpstreamInvalidResponse
-from app.outbound.transport import Reply
-from app.providers.exchange import exchange
+from app.outbound.httpx_upstream import HttpxUpstream
+from app.outbound.upstream import UpstreamConfig
 from app.providers.iamport_token import IamportTokenManager
 from tests.conftest import (
     BENEPIA_URL,
@@ -44,24 +44,17 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def http(upstream: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.MockTransport(upstream.async_handler)
-    async with httpx.AsyncClient(base_url=IAMPORT, transport=transport) as client:
-        yield client
+def iamport(upstream: respx.MockRouter) -> HttpxUpstream:
+    config = UpstreamConfig(
+        provider="benepia", base_url=IAMPORT, timeout=4.0, connect_timeout=2.0, max_bytes=1 << 20
+    )
+    return HttpxUpstream(config, transport=httpx.MockTransport(upstream.async_handler))
 
 
 @pytest.fixture
-def manager(http: httpx.AsyncClient, clock: FakeClock) -> IamportTokenManager:
-    async def send(request: httpx.Request) -> Reply:
-        return await exchange(http, request, provider="benepia", max_bytes=1 << 20)
-
+def manager(iamport: HttpxUpstream, clock: FakeClock) -> IamportTokenManager:
     return IamportTokenManager(
-        client=http,
-        send=send,
-        imp_key=IMP_KEY,
-        imp_secret=SecretStr(IMP_SECRET),
-        provider="benepia",
-        clock=clock,
+        iamport, imp_key=IMP_KEY, imp_secret=SecretStr(IMP_SECRET), clock=clock
     )
 
 

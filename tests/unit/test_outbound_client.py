@@ -1,14 +1,21 @@
-"""The outbound client: requests built without build_request, and no cookies between users."""
+"""The outbound seam's requests: built as httpx would build them, no cookies between users."""
 
 from __future__ import annotations
 
 import httpx
 
-from app.outbound.client import ProviderClient, RequestMaker, build_client
-from app.outbound.transport import Reply, declared_over
-from app.settings import OutboundSettings
+from app import __version__
+from app.outbound.httpx_upstream import HttpxUpstream
+from app.outbound.upstream import OutboundRequest, Reply, UpstreamConfig, declared_over
 
 BASE = "https://provider.example:8443"
+
+
+def upstream(transport: httpx.AsyncBaseTransport | None = None) -> HttpxUpstream:
+    config = UpstreamConfig(
+        provider="acme", base_url=BASE, timeout=3.0, connect_timeout=2.0, max_bytes=1 << 20
+    )
+    return HttpxUpstream(config, transport=transport or httpx.MockTransport(lambda _: None))  # type: ignore[arg-type]
 
 
 async def test_a_providers_cookie_is_never_sent_with_a_later_request() -> None:
@@ -18,72 +25,60 @@ async def test_a_providers_cookie_is_never_sent_with_a_later_request() -> None:
         seen.append(request.headers.get("cookie"))
         return httpx.Response(200, json={}, headers={"set-cookie": "session=user-a; Path=/"})
 
-    client = build_client(
-        BASE, 3.0, settings=OutboundSettings(), transport=httpx.MockTransport(provider)
-    )
-    assert isinstance(client, ProviderClient)
-    maker = RequestMaker(client)
-    async with client:
-        url = maker.url("/points")
-        for user in ("user-a", "user-b"):
-            request = maker.request("GET", url, headers={}, params={"user": user})
-            await client.fetch(request, max_bytes=1024)  # the adapters' path
-            await client.send(request.to_httpx(client.timeout))  # and httpx's own
-
-    assert seen == [None] * 4
-    assert not client.cookies
+    seam = upstream(httpx.MockTransport(provider))
+    url = seam.url("/points")
+    for user in ("user-a", "user-b"):
+        await seam.send(seam.request("GET", url, headers={}, params={"user": user}))
+    assert seen == [None, None]
 
 
 async def test_requests_match_what_build_request_would_send() -> None:
-    client = build_client(BASE, 3.0, settings=OutboundSettings())
-    maker = RequestMaker(client)
-    async with client:
-        ours = maker.request(
-            "GET", maker.url("/a/b"), headers={"x-id": "1"}, params={"q": "a b&c", "id": "ff"}
-        ).to_httpx(client.timeout)
+    seam = upstream()
+    headers = {"user-agent": f"points-gateway/{__version__}"}
+    async with httpx.AsyncClient(base_url=BASE, headers=headers) as client:
+        ours = seam.request(
+            "GET", seam.url("/a/b"), headers={"x-id": "1"}, params={"q": "a b&c", "id": "ff"}
+        )
         theirs = client.build_request(
             "GET", "/a/b", headers={"x-id": "1"}, params={"q": "a b&c", "id": "ff"}
         )
-        plain = maker.request("POST", maker.url("/c"), headers={}, json_body={"k": "값"})
-        posted = plain.to_httpx(client.timeout)
+        posted = seam.request("POST", seam.url("/c"), headers={}, json={"k": "값"})
         posted_theirs = client.build_request("POST", "/c", json={"k": "값"})
-        overridden = maker.request("GET", maker.url("/d"), headers={"User-Agent": "other"})
+        overridden = seam.request("GET", seam.url("/d"), headers={"User-Agent": "other"})
 
-    assert ours.url == theirs.url
-    assert ours.headers.multi_items() == theirs.headers.multi_items()
-    assert ours.extensions == theirs.extensions
-    assert posted.url == posted_theirs.url
-    assert posted.read() == posted_theirs.read()
-    assert posted.headers["content-type"] == "application/json"
-    assert posted.headers["content-length"] == posted_theirs.headers["content-length"]
-    # What aiohttp is handed: the same URL and headers (it adds Host and Content-Length itself).
-    assert plain.url == str(posted_theirs.url)
-    assert plain.content == posted_theirs.read()
     added_by_the_wire = ("host", "content-length")
-    assert [(k.lower(), v) for k, v in plain.headers] == [
-        h for h in posted_theirs.headers.multi_items() if h[0] not in added_by_the_wire
-    ]
+
+    def sent(request: httpx.Request) -> list[tuple[str, str]]:
+        return [h for h in request.headers.multi_items() if h[0] not in added_by_the_wire]
+
+    assert ours.url == str(theirs.url)
+    assert [(k.lower(), v) for k, v in ours.headers] == sent(theirs)
+    assert posted.url == str(posted_theirs.url)
+    assert posted.content == posted_theirs.read()
+    assert [(k.lower(), v) for k, v in posted.headers] == sent(posted_theirs)
     assert [v for k, v in overridden.headers if k.lower() == "user-agent"] == ["other"]
 
 
 def test_a_request_shows_no_header_body_or_query_in_its_repr() -> None:
-    client = build_client(BASE, 3.0, settings=OutboundSettings())
-    request = RequestMaker(client).request(
+    seam = upstream()
+    request = seam.request(
         "POST",
         f"{BASE}/points",
         headers={"authorization": "Bearer tok-secret-123"},
         params={"user_id": "u-42"},
-        json_body={"benepia_password": "pw-secret-456"},
+        json={"benepia_password": "pw-secret-456"},
     )
     shown = repr(request) + str(request)
     assert shown == f"<OutboundRequest POST {BASE}/points>" * 2
     for secret in ("tok-secret-123", "pw-secret-456", "u-42"):
         assert secret not in shown
+    assert isinstance(request, OutboundRequest)
 
 
 def test_an_answer_shows_no_header_or_body_in_its_repr() -> None:
     headers = {"set-cookie": "session=cookie-secret-789"}
-    assert repr(Reply(200, headers, b'{"points": 12000}')) == "<Reply 200, 17 bytes>"
+    reply = Reply("acme", 200, headers, b'{"points": 12000}')
+    assert repr(reply) == "<Reply acme 200, 17 bytes>"
 
 
 def test_only_a_plain_decimal_content_length_can_refuse_a_body() -> None:

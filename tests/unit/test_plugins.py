@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.accounts.memory_store import MemoryAccountStore, load_accounts
+from app.errors import ConfigurationError
 from app.main import create_app
-from app.providers.base import ConfigurationError
 from app.providers.registry import ENTRY_POINT_GROUP, discover_plugins
 from app.settings import Settings
 from tests.conftest import make_store, serve_in_process

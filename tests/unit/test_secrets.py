@@ -11,9 +11,8 @@ import respx
 from pydantic import BaseModel
 
 from app.accounts.memory_store import load_accounts
-from app.errors import GatewayError
+from app.errors import ConfigurationError, GatewayError
 from app.gateway import Gateway, plan_gateway
-from app.providers.base import ConfigurationError
 from app.providers.benepia import BenepiaAccount, BenepiaSettings
 from app.providers.gafapay import GafapayAccount, GafapaySettings
 from app.providers.registry import BUILTIN_PLUGINS

@@ -14,8 +14,8 @@ import respx
 from pydantic import ValidationError
 
 from app.accounts.memory_store import MemoryAccountStore, load_accounts_file
+from app.errors import ConfigurationError
 from app.main import create_app
-from app.providers.base import ConfigurationError
 from app.providers.registry import BUILTIN_PLUGINS
 from app.settings import Settings
 from tests.conftest import (

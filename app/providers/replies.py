@@ -1,4 +1,7 @@
-"""Sending one upstream request and reading its answer safely: size cap, error mapping, JSON."""
+"""Reading an upstream's reply: JSON with exact decimals, statuses, Retry-After, balances.
+
+The helpers every adapter uses on a `Reply`; the errors they raise name the reply's provider.
+"""
 
 from __future__ import annotations
 
@@ -9,77 +12,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 
-import httpx
-
-from app.errors import (
-    UpstreamError,
-    UpstreamInvalidResponse,
-    UpstreamRateLimited,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
-from app.observability.events import note_upstream_status
-from app.outbound.client import ProviderClient
-from app.outbound.transport import BodyTooLarge, OutboundRequest, Reply, declared_over
+from app.errors import UpstreamError, UpstreamInvalidResponse, UpstreamRateLimited
+from app.outbound.upstream import Reply
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
 MAX_RETRY_AFTER = 3600
 DEFAULT_RETRY_AFTER = 1
 
 
-async def exchange(
-    client: httpx.AsyncClient,
-    request: OutboundRequest | httpx.Request,
-    *,
-    provider: str,
-    max_bytes: int,
-) -> Reply:
-    """Send `request`; map transport failures to provider errors; refuse bodies over `max_bytes`."""
-    try:
-        if isinstance(client, ProviderClient):
-            if isinstance(request, OutboundRequest):
-                answer = await client.fetch(request, max_bytes=max_bytes)
-            else:
-                answer = await client.send_direct(request)
-        else:
-            if isinstance(request, OutboundRequest):
-                request = request.to_httpx(client.timeout)
-            answer = await client.send(request, stream=True)
-        if isinstance(answer, Reply):
-            note_upstream_status(answer.status)  # for the attempt's log line and span
-            return answer
-        note_upstream_status(answer.status_code)
-        return await _read(answer, provider=provider, max_bytes=max_bytes)
-    except BodyTooLarge as exc:
-        note_upstream_status(exc.status)
-        raise _too_large(provider, exc.status, max_bytes) from None
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"{provider} did not answer in time", provider=provider) from exc
-    except httpx.DecodingError as exc:
-        raise UpstreamInvalidResponse(
-            f"{provider} sent a body that could not be decoded", provider=provider
-        ) from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnreachable(
-            f"{provider} could not be reached ({type(exc).__name__})", provider=provider
-        ) from exc
-
-
-async def _read(response: httpx.Response, *, provider: str, max_bytes: int) -> Reply:
-    try:
-        if declared_over(response.headers.get("content-length", ""), max_bytes):
-            raise BodyTooLarge(response.status_code)
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > max_bytes:
-                raise BodyTooLarge(response.status_code)
-    finally:
-        await response.aclose()
-    return Reply(response.status_code, response.headers, bytes(body))
-
-
-def require_json(reply: Reply, *, provider: str) -> None:
+def require_json(reply: Reply) -> None:
     """A 200 that names a content type must name JSON (a missing header is let through)."""
     declared = reply.headers.get("content-type")
     if reply.status != 200 or declared is None:
@@ -87,18 +28,10 @@ def require_json(reply: Reply, *, provider: str) -> None:
     media = declared.split(";", 1)[0].strip().lower()
     if media not in ("application/json", "text/json") and not media.endswith("+json"):
         raise UpstreamInvalidResponse(
-            f"{provider} answered 200 with content type {upstream_text(media, limit=60)!r}",
-            provider=provider,
+            f"{reply.provider} answered 200 with content type {upstream_text(media, limit=60)!r}",
+            provider=reply.provider,
             upstream_status=200,
         )
-
-
-def _too_large(provider: str, status: int, max_bytes: int) -> UpstreamInvalidResponse:
-    return UpstreamInvalidResponse(
-        f"{provider} sent a body larger than {max_bytes} bytes",
-        provider=provider,
-        upstream_status=status,
-    )
 
 
 def _no_constants(name: str) -> object:
@@ -146,13 +79,13 @@ def retry_after_seconds(headers: Mapping[str, str]) -> int | None:
     return max(1, min(seconds, MAX_RETRY_AFTER))
 
 
-def backoff_error(reply: Reply, *, provider: str) -> UpstreamRateLimited | None:
+def backoff_error(reply: Reply) -> UpstreamRateLimited | None:
     """A 429, or a 503 that names a Retry-After, means the upstream asked us to back off."""
     retry_after = retry_after_seconds(reply.headers)
     if reply.status == 429 or (reply.status == 503 and retry_after is not None):
         return UpstreamRateLimited(
-            f"{provider} asked the gateway to slow down",
-            provider=provider,
+            f"{reply.provider} asked the gateway to slow down",
+            provider=reply.provider,
             upstream_status=reply.status,
             retry_after=retry_after or DEFAULT_RETRY_AFTER,
         )
@@ -160,12 +93,12 @@ def backoff_error(reply: Reply, *, provider: str) -> UpstreamRateLimited | None:
 
 
 def status_error(
-    reply: Reply, *, provider: str, detail: str | None = None, upstream_code: str | None = None
+    reply: Reply, *, detail: str | None = None, upstream_code: str | None = None
 ) -> UpstreamError:
     """An upstream failure status we have no better name for."""
     return UpstreamError(
-        detail or f"{provider} answered HTTP {reply.status}",
-        provider=provider,
+        detail or f"{reply.provider} answered HTTP {reply.status}",
+        provider=reply.provider,
         upstream_status=reply.status,
         upstream_code=upstream_code,
     )
