@@ -28,7 +28,7 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
-	$(BIN)/pytest tests/unit tests/sandbox
+	$(BIN)/pytest tests/providers tests/points tests/sandbox -m "not integration"
 
 test: lint typecheck
 	$(BIN)/pytest

@@ -55,30 +55,25 @@ class InternalError(GatewayError):
 
 
 class ProviderError(GatewayError):
-    """A provider call failed; `transient` says whether trying again later may help."""
-
-    transient: ClassVar[bool] = False
+    """A provider call failed (which failures are retried: app/resilience/retry.py)."""
 
 
 class UpstreamTimeout(ProviderError):
     code = "upstream_timeout"
     status = 504
     title = "The provider did not answer in time"
-    transient = True
 
 
 class UpstreamUnreachable(ProviderError):
     code = "upstream_unreachable"
     status = 502
     title = "The provider could not be reached"
-    transient = True
 
 
 class UpstreamError(ProviderError):
     code = "upstream_error"
     status = 502
     title = "The provider failed"
-    transient = True
 
 
 class UpstreamInvalidResponse(ProviderError):
@@ -97,14 +92,12 @@ class UpstreamRateLimited(ProviderError):
     code = "upstream_rate_limited"
     status = 503
     title = "The provider asked the gateway to slow down"
-    transient = True
 
 
 class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
     status = 503
     title = "The provider is temporarily unavailable"
-    transient = True
 
 
 class ProviderRejected(ProviderError):

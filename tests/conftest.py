@@ -253,3 +253,8 @@ def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
     monkeypatch.setattr(app.problems, "problem_from", spy)
     monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
     return seen
+
+
+# The real servers on 127.0.0.1 (emulators and gateway) that the served tests share: imported
+# here so every suite can ask for them.
+from tests.support.servers import refused_gateway_url, running_stack, stack  # noqa: E402, F401

@@ -39,8 +39,8 @@ from tests.conftest import (
     mock_upstreams,
     serve_in_process,
 )
-from tests.integration.conftest import closed_port
-from tests.unit.test_aggregator_api import assert_problem, strings
+from tests.support.problems import assert_problem, strings
+from tests.support.servers import closed_port
 
 ALICE_BENEPIA = {"benepia_user": "alice.kim", "benepia_password": BENEPIA_PASSWORD}
 ALICE_GAFAPAY_ACCOUNT = {"gafapay_user_id": ALICE_GAFAPAY, "currency_id": CURRENCY}

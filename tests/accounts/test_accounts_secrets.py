@@ -34,7 +34,7 @@ from tests.conftest import (
     mock_upstreams,
     serve_in_process,
 )
-from tests.unit.test_secrets import record_texts
+from tests.support.logs import record_texts
 
 LINK_PASSWORD = "sEcReT-linked-benepia-pw-0101"
 ONE_SHOT_PASSWORD = "sEcReT-one-shot-benepia-pw-0102"

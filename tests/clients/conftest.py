@@ -26,7 +26,7 @@ from app.sandbox.gafapay import create_gafapay_app
 from app.sandbox.iamport import create_iamport_app
 from app.sandbox.servers import Served, bind
 from tests.conftest import require_services
-from tests.integration.conftest import HOST, gateway_settings, serving
+from tests.support.servers import HOST, gateway_settings, serving
 
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI = REPO / "openapi" / "openapi.json"

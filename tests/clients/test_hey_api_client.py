@@ -26,7 +26,7 @@ from app.sandbox.servers import Served, bind
 from app.security.api_keys import hash_key
 from app.settings import AuthSettings
 from tests.clients.conftest import NPM_INSTALL_TIMEOUT, NPX_TIMEOUT, output, run
-from tests.integration.conftest import HOST, gateway_settings, serving
+from tests.support.servers import HOST, gateway_settings, serving
 
 pytestmark = pytest.mark.timeout(NPM_INSTALL_TIMEOUT + 3 * NPX_TIMEOUT)
 

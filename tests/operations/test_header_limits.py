@@ -19,15 +19,17 @@ import pytest
 
 from app.http_protocol import REQUEST_LINE_ALLOWANCE
 from app.sandbox.demo import DEMO_ACCOUNTS
-from tests.integration.test_restart import KEY, db_upgrade, gateway_env
-from tests.operations.processes import (
+from tests.support.processes import (
+    KEY,
     Sandboxes,
     ServeProcess,
+    db_upgrade,
+    gateway_env,
     running_sandboxes,
     serve_process,
     stop,
 )
-from tests.operations.raw_http import (
+from tests.support.raw_http import (
     MIB,
     connect,
     parse_replies,

@@ -11,8 +11,15 @@ import httpx
 import pytest
 
 from app.sandbox.demo import DEMO_ACCOUNTS
-from tests.integration.test_restart import KEY, db_upgrade, gateway_env
-from tests.operations.processes import Sandboxes, running_sandboxes, serve_process, stop
+from tests.support.processes import (
+    KEY,
+    Sandboxes,
+    db_upgrade,
+    gateway_env,
+    running_sandboxes,
+    serve_process,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.sandbox.demo import DEMO_ACCOUNTS
 from tests.conftest import require_services
-from tests.integration.test_restart import KEY, db_upgrade, gateway_env
 from tests.operations.conftest import parse_metrics, sample
-from tests.operations.processes import Sandboxes, running_sandboxes, serve_process, stop
+from tests.support.processes import (
+    KEY,
+    Sandboxes,
+    db_upgrade,
+    gateway_env,
+    running_sandboxes,
+    serve_process,
+    stop,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from app.main import create_app
 from app.resilience.cache import BalanceCache, CachedBalance, RedisBalanceCache
 from tests.conftest import GAFAPAY_URL, make_settings, make_store, serve_in_process
 from tests.conftest import gafapay_ok as gafapay_reply
-from tests.integration.conftest import closed_port
 from tests.resilience.conftest import REDIS_TIMEOUT, PrivateRedis, RedisCacheFactory
+from tests.support.servers import closed_port
 
 KST = timezone(timedelta(hours=9))
 VALUE = CachedBalance(

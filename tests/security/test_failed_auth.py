@@ -24,7 +24,6 @@ from app.security.failed_auth import FailedAuthLimit
 from app.security.rate_limit import RateLimitExceeded
 from app.settings import Settings
 from tests.conftest import make_store
-from tests.integration.conftest import HOST, serving
 from tests.operations.conftest import CapturedLogs, json_logs  # noqa: F401
 from tests.security.conftest import (
     SECURITY_ACCOUNTS,
@@ -36,6 +35,7 @@ from tests.security.conftest import (
     secure_settings,
     user_token,
 )
+from tests.support.servers import HOST, serving
 
 LIMIT = 5
 ALICE = "/users/alice/accounts"

@@ -22,8 +22,7 @@ from app.main import create_app
 from app.route_walk import leaf_routes
 from app.security.api_keys import hash_key
 from tests.conftest import make_settings
-from tests.integration.test_demo_cli import clean_env, command
-from tests.operations.processes import ServeProcess, serve_process
+from tests.support.processes import ServeProcess, clean_env, command, serve_process
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from app.accounts.sealing import Keyring
 from app.errors import ConfigurationError
 from app.gateway import plan_gateway
 from tests.conftest import make_settings
-from tests.integration.test_demo_cli import RUN_TIMEOUT, clean_env, command, free_ports
+from tests.support.processes import RUN_TIMEOUT, clean_env, command, free_ports
 
 pytestmark = pytest.mark.integration
 

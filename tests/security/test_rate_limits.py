@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import closed_port
 from tests.security.conftest import (
     ServeGateway,
     api_key,
@@ -25,6 +24,7 @@ from tests.security.conftest import (
     unique_user,
     user_token,
 )
+from tests.support.servers import closed_port
 
 LIMIT = "3/minute"
 

@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,37 +23,30 @@ from app.sandbox.demo import (
     ALICE_GAFAPAY,
     DEMO_ACCOUNTS,
     DEMO_CURRENCY,
-    DEMO_GAFAPAY_COMPANY,
-    DEMO_GAFAPAY_TOKEN,
-    DEMO_IMP_KEY,
-    DEMO_IMP_SECRET,
     demo_sandboxes,
 )
 from app.sandbox.gafapay import create_gafapay_app
 from app.sandbox.iamport import create_iamport_app
 from app.sandbox.servers import Served, bind
-from tests.integration.conftest import HOST, serving
-from tests.integration.test_demo_cli import (
+from tests.support.processes import (
     EXIT_TIMEOUT,
-    clean_env,
+    KEY,
+    REFUSE_TIMEOUT,
+    Emulators,
     command,
+    db_upgrade,
     free_ports,
+    gateway_env,
+    run,
     wait_healthy,
 )
+from tests.support.servers import HOST, serving
 
 pytestmark = pytest.mark.integration
 
-KEY = Keyring.generate_entry("restart-key")
 OTHER_KEY = Keyring.generate_entry("other-key")
-REFUSE_TIMEOUT = 8.0
 DAVE_GAFAPAY = "da7e"
 ALICE = DEMO_ACCOUNTS["alice"]
-
-
-@dataclass(frozen=True, slots=True)
-class Emulators:
-    iamport_url: str
-    gafapay_url: str
 
 
 @pytest.fixture(scope="module")
@@ -66,45 +58,6 @@ def emulators() -> Iterator[Emulators]:
     gafapay_app = Served(create_gafapay_app(gafapay), bind(HOST, 0))
     with serving([iamport_app, gafapay_app]):
         yield Emulators(iamport_app.url, gafapay_app.url)
-
-
-def gateway_env(emulators: Emulators, data: Path, keys: str) -> dict[str, str]:
-    """The parent's environment without POINTS_*, plus exactly the gateway's configuration."""
-    return {
-        **clean_env(),
-        "POINTS_DATABASE_URL": f"sqlite+aiosqlite:///{data / 'gw.db'}",
-        "POINTS_SECRET_KEYS": keys,
-        "POINTS_SANDBOX": "true",
-        "POINTS_AUTH__MODE": "disabled",
-        "POINTS_PROVIDERS__BENEPIA__BASE_URL": emulators.iamport_url,
-        "POINTS_PROVIDERS__BENEPIA__IMP_KEY": DEMO_IMP_KEY,
-        "POINTS_PROVIDERS__BENEPIA__IMP_SECRET": DEMO_IMP_SECRET,
-        "POINTS_PROVIDERS__BENEPIA__CHANNEL_KEY": "channel-key-demo-kcp",
-        "POINTS_PROVIDERS__GAFAPAY__BASE_URL": emulators.gafapay_url,
-        "POINTS_PROVIDERS__GAFAPAY__COMPANY_ID": DEMO_GAFAPAY_COMPANY,
-        "POINTS_PROVIDERS__GAFAPAY__TOKEN": DEMO_GAFAPAY_TOKEN,
-    }
-
-
-def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a CLI command to its exit (bounded), capturing its text."""
-    try:
-        return subprocess.run(
-            [*command(), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=cwd,
-            timeout=REFUSE_TIMEOUT + 5,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"points-gateway {' '.join(args)} did not exit in time")
-
-
-def db_upgrade(env: dict[str, str], cwd: Path) -> None:
-    done = run(["db", "upgrade"], env, cwd)
-    assert done.returncode == 0, done.stderr
 
 
 @contextmanager

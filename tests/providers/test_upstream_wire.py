@@ -21,7 +21,7 @@ from app.providers.registry import BUILTIN_PLUGINS
 from app.sandbox.demo import DEMO_CURRENCY
 from app.sandbox.gafapay import USER_POINTS_PATH
 from app.sandbox.servers import Served, bind
-from tests.integration.conftest import HOST, closed_port, gateway_settings, serving
+from tests.support.servers import HOST, closed_port, gateway_settings, serving
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from app.openapi_doc import render_openapi
 from app.sandbox.demo import DEMO_GAFAPAY_TOKEN, DEMO_IMP_SECRET
 from tests.conftest import SECRETS, make_settings, make_store, serve_in_process
 
-COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 REGENERATE = "run: points-gateway openapi --output openapi/openapi.json"
 OPERATION_IDS = {"get_user_points", "get_benepia_points", "list_providers", "get_health"}
 PROBLEM = "application/problem+json"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -32,23 +31,12 @@ from tests.conftest import (
     serve_in_process,
     token_ok,
 )
+from tests.support.logs import record_texts
 
 
 def assert_clean(text: str, where: str) -> None:
     for secret in SECRETS:
         assert secret not in text, f"a secret leaked into {where}"
-
-
-def record_texts(record: logging.LogRecord) -> Iterator[str]:
-    """Everything a log handler could write out for `record`."""
-    yield record.getMessage()
-    yield str(record.msg)
-    yield repr(record.args)
-    yield record.exc_text or ""
-    if record.exc_info:
-        yield logging.Formatter().formatException(record.exc_info)
-    yield record.stack_info or ""
-    yield repr(vars(record))
 
 
 async def test_full_flow_leaks_no_secret(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,25 +14,20 @@ import httpx
 import pytest
 
 from app.sandbox.demo import DEMO_ACCOUNTS
-from tests.operations.raw_http import connect, read_until_closed
+from tests.support.processes import (
+    EXIT_TIMEOUT,
+    RUN_TIMEOUT,
+    START_TIMEOUT,
+    clean_env,
+    command,
+    free_ports,
+    wait_healthy,
+)
+from tests.support.raw_http import connect, read_until_closed
 
 pytestmark = pytest.mark.integration
 
 HOST = "127.0.0.1"
-START_TIMEOUT = 20.0
-EXIT_TIMEOUT = 10.0
-RUN_TIMEOUT = 15
-
-
-def command() -> list[str]:
-    """The installed console script, else the module."""
-    script = Path(sysconfig.get_path("scripts")) / "points-gateway"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
-
-def clean_env() -> dict[str, str]:
-    """The parent's environment without any POINTS_* setting."""
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("POINTS_")}
 
 
 def demo_command(port: int, iamport_port: int, gafapay_port: int) -> list[str]:
@@ -68,18 +60,6 @@ def run_to_exit(args: list[str], cwd: Path, what: str) -> subprocess.CompletedPr
         pytest.fail(f"{what} did not exit within {RUN_TIMEOUT} s")
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct ports free right now (held together while picked, then released)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind((HOST, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, str]]:
     """The demo process, its base URL, its stdout file and its GafaPay emulator's URL."""
@@ -99,21 +79,6 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, s
         if proc.poll() is None:
             proc.kill()
             proc.wait(EXIT_TIMEOUT)
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    with httpx.Client(base_url=base, timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"demo exited with {proc.returncode}: {log.read_text()}")
-            try:
-                if client.get("/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"demo did not answer /healthz within {START_TIMEOUT} s")
 
 
 def printed_tokens(stdout: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from app import __version__
 from app.openapi_doc import problem_codes
 
-COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 PROBLEM = "application/problem+json"
 PROGRAMS = ("benepia", "gafapay")
 PER_PROGRAM = ("get_{}_points", "query_{}_points_once", "link_{}_account", "unlink_{}_account")

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 from starlette.types import ASGIApp
 
@@ -30,7 +32,7 @@ from app.sandbox.gafapay import GafapaySandbox, create_gafapay_app
 from app.sandbox.iamport import IamportSandbox, create_iamport_app
 from app.sandbox.servers import Served, ServerGroup, bind
 from app.settings import Settings
-from tests.conftest import PLAIN
+from tests.conftest import PLAIN, PROBLEM
 
 HOST = "127.0.0.1"
 PROVIDER_TIMEOUT = 1.5
@@ -149,3 +151,27 @@ def refused_gateway_url(running_stack: Stack) -> Iterator[str]:
     gateway = _served(create_app(settings, store=MemoryAccountStore(demo_accounts())))
     with serving([gateway]):
         yield gateway.url
+
+
+# Guards every call: a hung upstream must never hang the gateway's answer.
+CLIENT_TIMEOUT = 8.0
+
+
+async def set_fault(base_url: str, key: str, **knobs: object) -> None:
+    """Install a fault through the emulator's own admin route."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=CLIENT_TIMEOUT) as admin:
+        resp = await admin.post("/__sandbox/faults", json={"key": key, **knobs})
+    assert resp.status_code == 200, resp.text
+
+
+def entries(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["provider"]: b for b in body["balances"]}
+
+
+def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = resp.json()
+    assert body["code"] == code
+    assert body["status"] == status
+    return body

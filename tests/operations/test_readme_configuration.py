@@ -14,7 +14,7 @@ from app.providers.gafapay import GafapaySettings
 from app.providers.registry import BUILTIN_PLUGINS
 from app.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PREFIX = "POINTS_"
 # A documented variable: upper-case, `__` between sections, optionally ending in a `__<...>`

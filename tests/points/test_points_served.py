@@ -5,47 +5,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from app.sandbox.demo import ALICE_GAFAPAY, DEMO_CURRENCY, DEMO_GAFAPAY_TOKEN
 from app.sandbox.iamport import LOGIN_FAILED_MESSAGE
-from tests.conftest import PROBLEM
-from tests.integration.conftest import Stack
+from tests.support.servers import CLIENT_TIMEOUT, Stack, assert_problem, entries, set_fault
 
 pytestmark = pytest.mark.integration
 
 GAFAPAY_UNIT = f"gafapay:{DEMO_CURRENCY}"
-# Guards every call: a hung upstream must never hang the gateway's answer.
-CLIENT_TIMEOUT = 8.0
 
 
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=CLIENT_TIMEOUT) as c:
         yield c
-
-
-async def set_fault(base_url: str, key: str, **knobs: object) -> None:
-    """Install a fault through the emulator's own admin route."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=CLIENT_TIMEOUT) as admin:
-        resp = await admin.post("/__sandbox/faults", json={"key": key, **knobs})
-    assert resp.status_code == 200, resp.text
-
-
-def entries(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {b["provider"]: b for b in body["balances"]}
-
-
-def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = resp.json()
-    assert body["code"] == code
-    assert body["status"] == status
-    return body
 
 
 # --- the demo users ------------------------------------------------------------------------------

@@ -23,8 +23,16 @@ from app.sandbox.gafapay import USER_POINTS, create_gafapay_app
 from app.sandbox.iamport import BENEPIA_POINT, GET_TOKEN, create_iamport_app
 from app.sandbox.servers import Served, bind
 from app.settings import Settings
-from tests.integration.conftest import HOST, Stack, gateway_settings, serving
-from tests.integration.test_points_e2e import CLIENT_TIMEOUT, assert_problem, entries, set_fault
+from tests.support.servers import (
+    CLIENT_TIMEOUT,
+    HOST,
+    Stack,
+    assert_problem,
+    entries,
+    gateway_settings,
+    serving,
+    set_fault,
+)
 
 pytestmark = pytest.mark.integration
 
