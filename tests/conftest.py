@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
 
 import httpx
+import hypothesis
 import jwt
 import pytest
 import respx
@@ -78,6 +79,19 @@ def customer_token(gafapay_user_id: str, *, lifetime: int = 3600, **claims: obje
         **claims,
     }
     return jwt.encode(body, "gafapay-test-signing-key-not-real-0000", algorithm="HS256")
+
+
+# Hypothesis: today's example counts under CI (`.ci/run` sets CI=true), a fifth of them for a
+# quick local run; tests without a count of their own follow the loaded profile.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+hypothesis.settings.register_profile("ci", max_examples=100)
+hypothesis.settings.register_profile("dev", max_examples=20)
+hypothesis.settings.load_profile("ci" if IN_CI else "dev")
+
+
+def examples(ci: int) -> int:
+    """How many examples a property test runs: `ci` under CI, a fifth of it locally."""
+    return ci if IN_CI else max(10, ci // 5)
 
 
 def require_services() -> bool:

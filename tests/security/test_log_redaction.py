@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from app.security import log_redaction
 from app.security.log_redaction import redact
+from tests.conftest import examples
 
 WORDS = [
     "token",
@@ -38,7 +39,7 @@ def _patterns_only(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(st.lists(PIECES, max_size=8).map("".join))
 def test_redact_masks_exactly_what_the_patterns_mask(text: str) -> None:
     assert redact(text) == _patterns_only(text)

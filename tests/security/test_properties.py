@@ -54,6 +54,7 @@ from tests.conftest import (
     PROBLEM,
     TOKEN_URL,
     benepia_ok,
+    examples,
     gafapay_ok,
     make_settings,
     make_store,
@@ -61,8 +62,8 @@ from tests.conftest import (
     token_ok,
 )
 
-REQUEST_EXAMPLES = 150
-UPSTREAM_EXAMPLES = 200
+REQUEST_EXAMPLES = examples(150)
+UPSTREAM_EXAMPLES = examples(200)
 
 COMMON_SETTINGS: dict[str, Any] = {
     "deadline": None,
