@@ -39,6 +39,8 @@ TOKEN_URL = f"{IAMPORT}/users/getToken"
 BENEPIA_URL = f"{IAMPORT}/benepia/point"
 GAFAPAY_URL = f"{GAFAPAY}/gafapay/v3/reward_promotion/user_points"
 PROBLEM = "application/problem+json"
+# The real servers on 127.0.0.1 (emulators and gateway) that the served tests share.
+pytest_plugins = ["tests.support.servers"]
 
 SECRETS = (IMP_SECRET, GAFAPAY_TOKEN, BENEPIA_PASSWORD)
 
@@ -267,8 +269,3 @@ def rendered_errors(monkeypatch: pytest.MonkeyPatch) -> list[GatewayError]:
     monkeypatch.setattr(app.problems, "problem_from", spy)
     monkeypatch.setattr(app.points.fetcher, "problem_from", spy)
     return seen
-
-
-# The real servers on 127.0.0.1 (emulators and gateway) that the served tests share: imported
-# here so every suite can ask for them.
-from tests.support.servers import refused_gateway_url, running_stack, stack  # noqa: E402, F401
