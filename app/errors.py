@@ -175,7 +175,7 @@ class Overloaded(GatewayError):
 
 
 class ProvidersFailed(GatewayError):
-    """Every program of an aggregated answer failed, and not all in the same way."""
+    """Every provider of an aggregated answer failed, and not all in the same way."""
 
     code = "providers_failed"
     status = 502

@@ -45,7 +45,7 @@ class GatewayPlan:
     keyring: Keyring | None
     store: AccountStore | None
     known: dict[str, ProviderPlugin]
-    """Every program installed, configured or not (each has its routes)."""
+    """Every provider installed, configured or not (each has its routes)."""
 
     def plugins(self) -> dict[str, ProviderPlugin]:
         """The configured providers' plugins by name."""

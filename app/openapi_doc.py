@@ -70,7 +70,7 @@ def _common_problems(path: str, operation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _only_account_schema(operation: dict[str, Any]) -> None:
-    # An account body is exactly the program's schema: drop the generic dict FastAPI merges in.
+    # An account body is exactly the provider's schema: drop the generic dict FastAPI merges in.
     for media in operation.get("requestBody", {}).get("content", {}).values():
         schema = media.get("schema", {})
         if "$ref" in schema:

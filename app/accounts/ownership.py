@@ -1,7 +1,7 @@
-"""Who may link an account: the one place where each program's ownership rule is enforced.
+"""Who may link an account: the one place where each provider's ownership rule is enforced.
 
-Every program says, per account, what proves that the account is the caller's (its plugin's
-`prove`): the user's own credential (`secret`), the user's own session token for the program
+Every provider says, per account, what proves that the account is the caller's (its plugin's
+`prove`): the user's own credential (`secret`), the user's own session token for the provider
 (`user_token`), or nothing (`trusted_link`, ids only). Linking and one-shot queries go through
 `require_proof`; rows linked before the gateway checked (no recorded ownership) go through
 `admit_unrecorded` on every read.
@@ -59,8 +59,8 @@ def admit_unrecorded(plugin: ProviderPlugin, account: BaseModel) -> GatewayError
 def token_problem(proof: Proof, *, now: float | None = None) -> str | None:
     """Why the user's token does not prove the account, or None when it does.
 
-    Only the token's form and subject are checked here; its signature is the program's to check,
-    and the program does, since this token is what the gateway sends on every query.
+    Only the token's form and subject are checked here; its signature is the provider's to check,
+    and the provider does, since this token is what the gateway sends on every query.
     """
     if not proof.token or proof.subject is None:
         return "is missing"

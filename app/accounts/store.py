@@ -30,7 +30,7 @@ class AccountInfo:
 
 
 class AccountStore(Protocol):
-    """Which program accounts each user has linked, and their credentials."""
+    """Which provider accounts each user has linked, and their credentials."""
 
     async def linked(self, user_id: str) -> Mapping[str, LinkedAccount]:
         """Every linked account of the user, credentials validated against their schema."""

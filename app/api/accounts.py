@@ -47,7 +47,7 @@ class LinkedAccountList(BaseModel):
 def _proven_account(
     gateway: Gateway, provider: str, fields: dict[str, object], request: Request
 ) -> tuple[ProviderPlugin, BaseModel, Ownership]:
-    """The body as the program's account, once the caller has proven it is theirs."""
+    """The body as the provider's account, once the caller has proven it is theirs."""
     plugin = gateway.registry.plugin(provider)
     account = _parse_account(plugin, fields)
     return plugin, account, require_proof(plugin, account, principal_of(request))
@@ -118,7 +118,7 @@ async def query_once(
     request: Request,
     query: PointsQuery,
 ) -> Response:
-    """One program's balance for the account in the body; nothing of it is kept."""
+    """One provider's balance for the account in the body; nothing of it is kept."""
     gateway = query.gateway
     _, account, _ = _proven_account(gateway, provider, fields, request)
     entry = await gateway.aggregator.account_balance(provider, account, query.call, query.options)
@@ -137,7 +137,7 @@ async def query_once(
     responses=problems(401, 403, 422, 429, 500, 503),
 )
 async def list_accounts(user_id: UserId, gateway: GatewayDep) -> Response:
-    """Linked programs with non-secret facts only (masked identifier, dates)."""
+    """Linked providers with non-secret facts only (masked identifier, dates)."""
     infos = await gateway.store.accounts(user_id)
     body = LinkedAccountList(
         user_id=user_id,

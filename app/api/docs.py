@@ -55,7 +55,7 @@ def _gafapay_timeout() -> GatewayError:
 
 
 def points_examples() -> dict[str, Any]:
-    """Examples of get_user_points' 200: every program answered, and only some did."""
+    """Examples of get_user_points' 200: every provider answered, and only some did."""
     gafapay_ok = Balance(
         provider="gafapay",
         status="ok",
@@ -75,11 +75,11 @@ def points_examples() -> dict[str, Any]:
     )
     return {
         "complete": {
-            "summary": "Every linked program answered",
+            "summary": "Every linked provider answered",
             "value": complete.model_dump(mode="json"),
         },
         "partial": {
-            "summary": "One program failed (X-Points-Complete: false)",
+            "summary": "One provider failed (X-Points-Complete: false)",
             "value": partial.model_dump(mode="json"),
         },
     }
@@ -123,7 +123,7 @@ ACCOUNT_EXAMPLES: dict[str, dict[str, Any]] = {
 
 
 def account_schemas(plugins: Iterable[ProviderPlugin]) -> dict[str, dict[str, Any]]:
-    """The programs' account bodies as named component schemas."""
+    """The providers' account bodies as named component schemas."""
     out: dict[str, dict[str, Any]] = {}
     for plugin in plugins:
         schema = plugin.account_model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -133,7 +133,7 @@ def account_schemas(plugins: Iterable[ProviderPlugin]) -> dict[str, dict[str, An
 
 
 def account_body(plugin: ProviderPlugin) -> dict[str, Any]:
-    """`openapi_extra` giving a route's body as exactly this program's account schema."""
+    """`openapi_extra` giving a route's body as exactly this provider's account schema."""
     media: dict[str, Any] = {
         "schema": {"$ref": f"#/components/schemas/{plugin.account_model.__name__}"}
     }

@@ -1,4 +1,4 @@
-"""Points routes: the merged answer and the single-program answer."""
+"""Points routes: the merged answer and the single-provider answer."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _parse_filter(raw: str | None) -> list[str] | None:
     dependencies=[READ_POINTS],
     responses={
         200: {
-            "description": "At least one program answered (or none is linked).",
+            "description": "At least one provider answered (or none is linked).",
             "content": {"application/json": {"examples": points_examples()}},
         },
         **problems(401, 403, 404, 409, 422, 429, 500),
@@ -63,11 +63,11 @@ async def get_user_points(
     query: PointsQueryDep,
     providers: ProvidersFilter = None,
 ) -> Response:
-    """Ask every linked program at once and merge the answers.
+    """Ask every linked provider at once and merge the answers.
 
-    200 when at least one program answered (`complete` says whether all did, as does the
-    `X-Points-Complete` header); when every program failed, the status they share (else 502)
-    with the per-program list in the problem.
+    200 when at least one provider answered (`complete` says whether all did, as does the
+    `X-Points-Complete` header); when every provider failed, the status they share (else 502)
+    with the per-provider list in the problem.
     """
     only = _parse_filter(providers)
     answer = await query.gateway.aggregator.user_points(
@@ -88,7 +88,7 @@ async def one_balance(
     request: Request,
     query: PointsQuery,
 ) -> Response:
-    """The balance of one linked program, or the mapped problem of its failure."""
+    """The balance of one linked provider, or the mapped problem of its failure."""
     entry = await query.gateway.aggregator.linked_balance(
         user_id, provider, query.call, query.options
     )

@@ -1,4 +1,4 @@
-"""The programs this gateway serves."""
+"""The providers this gateway serves."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _is_none(value: object) -> bool:
 
 
 class ProviderInfo(BaseModel):
-    """One configured program."""
+    """One configured provider."""
 
     name: str
     display_name: str
@@ -43,7 +43,7 @@ class ProviderInfo(BaseModel):
 
 
 class ProviderList(BaseModel):
-    """The configured programs, in answer order."""
+    """The configured providers, in answer order."""
 
     providers: list[ProviderInfo]
 
@@ -56,8 +56,8 @@ def sees_circuits(principal: Principal | None) -> bool:
 @router.get(
     "/providers",
     operation_id="list_providers",
-    summary="The configured programs",
-    description="Anyone: each program's name, display name and unit. A service (an API key or "
+    summary="The configured providers",
+    description="Anyone: each provider's name, display name and unit. A service (an API key or "
     "a service token; everyone when authentication is disabled) also gets each circuit "
     "breaker's state. Credentials that are sent must be valid (401 otherwise); an end user's "
     "token gets the public answer.",
@@ -65,7 +65,7 @@ def sees_circuits(principal: Principal | None) -> bool:
     responses=problems(401, 429),
 )
 async def list_providers(gateway: GatewayDep, principal: OptionalPrincipal) -> ProviderList:
-    """The programs this gateway serves: names, display names, units, and for services circuits."""
+    """The providers this gateway serves: names, display names, units, and for services circuits."""
     circuits = gateway.circuits() if sees_circuits(principal) else {}
     infos = []
     for name in gateway.registry.names():

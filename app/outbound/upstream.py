@@ -1,4 +1,4 @@
-"""The outbound seam: one program's upstream, bound to its base URL, timeout and byte cap.
+"""The outbound seam: one provider's upstream, bound to its base URL, timeout and byte cap.
 
 An adapter builds requests with `Upstream.request` and sends them with `Upstream.send`, which
 returns one `Reply` or raises the gateway's own upstream errors: a timeout, an unreachable
@@ -88,7 +88,7 @@ class UpstreamConfig:
     """What one upstream is bound to."""
 
     provider: str
-    """The program's name, for errors, logs and metrics."""
+    """The provider's name, for errors, logs and metrics."""
     base_url: str
     timeout: float
     """Seconds to wait for the next bytes of an answer."""
@@ -104,7 +104,7 @@ def declared_over(declared: str, max_bytes: int) -> bool:
 
 
 class Upstream(abc.ABC):
-    """One program's upstream; `send` is the only way a request leaves the gateway."""
+    """One provider's upstream; `send` is the only way a request leaves the gateway."""
 
     def __init__(self, config: UpstreamConfig) -> None:
         self.provider = config.provider

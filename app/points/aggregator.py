@@ -1,4 +1,4 @@
-"""Fan-out to the user's linked programs, under one deadline, merged in a stable order."""
+"""Fan-out to the user's linked providers, under one deadline, merged in a stable order."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class QueryOptions:
 
 
 class Aggregator:
-    """Answers points queries: which programs, how long to wait, and what to merge."""
+    """Answers points queries: which providers, how long to wait, and what to merge."""
 
     def __init__(
         self,
@@ -49,7 +49,7 @@ class Aggregator:
         *,
         only: Sequence[str] | None = None,
     ) -> PointsAnswer:
-        """Every linked program's entry (narrowed by `only`), fetched concurrently."""
+        """Every linked provider's entry (narrowed by `only`), fetched concurrently."""
         deadline_at = self._clock() + options.deadline
         if only is not None:
             for name in only:
@@ -120,7 +120,7 @@ class Aggregator:
         )
 
     async def _from_cache(self, user_id: str, only: Sequence[str] | None) -> PointsAnswer:
-        # The store is down, so which programs are linked is unknown: answer what the cache holds.
+        # The store is down, so which providers are linked is unknown: answer what the cache holds.
         names = list(only) if only is not None else self._registry.names()
         found = [await self.fetcher.cached_balance(user_id, n) for n in names]
         entries = [e for e in found if e is not None]

@@ -1,4 +1,4 @@
-"""One program's balance for one account: cache, single-flight, breaker, bulkhead, retries."""
+"""One provider's balance for one account: cache, single-flight, breaker, bulkhead, retries."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ WHOLE_TIMEOUT_SLACK = 0.001
 
 
 def error_entry(provider: str, error: GatewayError) -> Balance:
-    """The answer entry of a program that failed."""
+    """The answer entry of a provider that failed."""
     error.provider = error.provider or provider
     return Balance(
         provider=provider, status="error", error=problem_from(error, instance=None, request_id=None)

@@ -1,4 +1,4 @@
-"""The merged points answer: one schema for every program."""
+"""The merged points answer: one schema for every provider."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ PointsDecimal = Annotated[
 
 
 class Balance(BaseModel):
-    """One program's entry in an answer: a balance, or the problem that kept it away."""
+    """One provider's entry in an answer: a balance, or the problem that kept it away."""
 
     provider: str = Field(examples=["benepia"])
     status: Literal["ok", "error"]
@@ -39,17 +39,17 @@ class Balance(BaseModel):
 
 
 class PointsAnswer(BaseModel):
-    """Every balance a user holds across their linked programs."""
+    """Every balance a user holds across their linked providers."""
 
     user_id: str
     complete: bool = Field(
-        description="True when every program answered; mirrors X-Points-Complete."
+        description="True when every provider answered; mirrors X-Points-Complete."
     )
     balances: list[Balance]
 
 
 class PointsProblem(Problem):
-    """The problem of an aggregated request in which every program failed."""
+    """The problem of an aggregated request in which every provider failed."""
 
     user_id: str
     complete: bool = False

@@ -1,4 +1,4 @@
-"""The HTTP status of an aggregated answer, from its per-program entries."""
+"""The HTTP status of an aggregated answer, from its per-provider entries."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from app.problems import problem_type
 
 
 def failure_problem(user_id: str, balances: Sequence[Balance]) -> PointsProblem | None:
-    """None when at least one program answered (or none are linked); else the all-failed problem.
+    """None when at least one provider answered (or none are linked); else the all-failed problem.
 
     All failures sharing one status keep it (503s carry the smallest Retry-After), and one code
     too when they share it; otherwise 502 `providers_failed`.
@@ -32,7 +32,7 @@ def failure_problem(user_id: str, balances: Sequence[Balance]) -> PointsProblem 
         type=problem_type(code),
         title=title,
         status=status,
-        detail=f"No linked program answered ({names}); see `balances`.",
+        detail=f"No linked provider answered ({names}); see `balances`.",
         code=code,
         retry_after=retry_after,
         user_id=user_id,

@@ -1,4 +1,4 @@
-"""The provider interface: what every points program adapter implements and how it is plugged in."""
+"""The provider interface: what every provider adapter implements and how it is plugged in."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from app.outbound.upstream import Upstream
 
 @dataclass(frozen=True, slots=True)
 class ProviderBalance:
-    """One program's balance as an adapter reports it."""
+    """One provider's balance as an adapter reports it."""
 
     points: Decimal
     unit: str
@@ -32,7 +32,7 @@ class CallContext:
 
 
 class PointsProvider(Protocol):
-    """An adapter for one points program.
+    """An adapter for one points provider.
 
     `fetch_balance` returns the balance of one linked account or raises an
     `app.errors.ProviderError` subclass; it never raises anything else for upstream trouble.
@@ -61,7 +61,7 @@ class Ownership(StrEnum):
     """How a caller proves that an account is theirs (DESIGN.md, "Who may link an account")."""
 
     SECRET = "secret"  # noqa: S105  (a kind of proof, not a password)
-    """The account carries the user's own credential for the program (a password)."""
+    """The account carries the user's own credential for the provider (a password)."""
     USER_TOKEN = "user_token"  # noqa: S105
     """The account carries the user's own session token, whose `sub` names the account."""
     TRUSTED_LINK = "trusted_link"
@@ -78,7 +78,7 @@ class Proof:
     subject: str | None = None
     """USER_TOKEN: the account id that the token's `sub` must name."""
     same_subject: Callable[[str, str], bool] = operator.eq
-    """USER_TOKEN: how the program compares its account ids."""
+    """USER_TOKEN: how the provider compares its account ids."""
     field: str = "token"
     """USER_TOKEN: the account field holding the token (named in a 422)."""
     hint: str = ""
@@ -119,7 +119,7 @@ def _ids_only(_: BaseModel) -> Proof:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderPlugin:
-    """How a program plugs in: its names, its settings and account schemas, and its factory.
+    """How a provider plugs in: its names, its settings and account schemas, and its factory.
 
     Third-party packages expose one of these under the entry-point group
     `points_gateway.providers`.

@@ -130,13 +130,13 @@ def _banner(base: str, tokens: dict[str, str]) -> str:
             "tokens are signed with an ephemeral secret: all of it is gone when the demo stops.",
             "",
             "Try:",
-            f"  curl -s {auth} {base}/users/alice/points           # both programs",
+            f"  curl -s {auth} {base}/users/alice/points           # both providers",
             f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_BOB" {base}/users/bob/points',
             f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_CAROL" {base}/users/carol/points'
             "   # Benepia refused: 200, complete: false",
             f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_NOBODY" {base}/users/nobody/points'
             "   # nothing linked: balances []",
-            f"  curl -s {auth} {base}/users/alice/points/gafapay   # one program",
+            f"  curl -s {auth} {base}/users/alice/points/gafapay   # one provider",
             f"  curl -s {auth} '{base}/users/alice/points?providers=benepia'",
             f"  curl -s {auth} {base}/users/alice/points/nope      # 404 unknown_provider",
             f"  curl -s {auth} {base}/users/bob/points             # 403: not alice's data",

@@ -2,7 +2,7 @@
 
 hey-api fills every security scheme an operation lists from one `auth` callback, so the obvious
 `createClient({ auth: () => token })` sends the token as `Authorization: Bearer …` and as
-`X-API-Key`. The gateway must take that one credential as what it is. The program is
+`X-API-Key`. The gateway must take that one credential as what it is. The provider is
 type-checked with `tsc --strict`, then run by the machine's Node against a gateway served by
 uvicorn on 127.0.0.1 in front of both emulators, with authentication on.
 """
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(NPM_INSTALL_TIMEOUT + 3 * NPX_TIMEOUT)
 
 JWT_SECRET = "hey-api-client-test-secret-0123456789abcdef"
 SERVICE_KEY = "pgk-hey-api-client-test-0123456789abcdef"
-USER = "alice"  # a demo user with both programs linked
+USER = "alice"  # a demo user with both providers linked
 TSC_FLAGS = [
     "--strict",
     "--target",
@@ -114,7 +114,7 @@ def user_token(sub: str) -> str:
 
 
 def run_program(project: Path, base_url: str) -> dict[str, dict[str, Any]]:
-    """Type-check and run the program; its results by call name."""
+    """Type-check and run the provider; its results by call name."""
     source = PROGRAM
     for placeholder, value in (
         ("__BASE_URL__", base_url),

@@ -64,7 +64,7 @@ def test_unknown_provider_is_a_typed_problem(python_client: ModuleType, api: Any
     models = part(python_client, "models")
     get_user_points = part(python_client, "api.points.get_user_points")
 
-    resp = get_user_points.sync_detailed("alice", client=api, providers="no-such-program")
+    resp = get_user_points.sync_detailed("alice", client=api, providers="no-such-provider")
 
     assert resp.status_code == 404, resp.content
     problem = resp.parsed

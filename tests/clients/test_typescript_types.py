@@ -63,9 +63,9 @@ export function totalPoints(answer: PointsAnswer): string {
 export function describeProblem(problem: Problem | OneNotFound | OneRejected): string {
   switch (problem.code) {
     case "unknown_provider":
-      return `No such program: ${problem.provider ?? "?"}`;
+      return `No such provider: ${problem.provider ?? "?"}`;
     case "provider_rejected":
-      return `The program refused the linked account (${problem.status}).`;
+      return `The provider refused the linked account (${problem.status}).`;
     case "rate_limited":
     case "upstream_rate_limited":
       return `Try again in ${problem.retry_after ?? 1} s.`;

@@ -276,9 +276,9 @@ def console_script(name: str) -> str:
 
 
 def local_argv(argv: list[str]) -> list[str]:
-    """An image command as this machine runs it: the program from this venv."""
-    program = {"python": sys.executable}.get(argv[0]) or console_script(argv[0])
-    return [program, *argv[1:]]
+    """An image command as this machine runs it: the provider from this venv."""
+    provider = {"python": sys.executable}.get(argv[0]) or console_script(argv[0])
+    return [provider, *argv[1:]]
 
 
 def replace_option(argv: list[str], option: str, expected: str, value: str) -> list[str]:

@@ -22,7 +22,7 @@ PREFIX = "POINTS_"
 VARIABLE = re.compile(r"POINTS_[A-Z0-9_]*[A-Z0-9](?:__<[^>`|]+>)?")
 PLACEHOLDER = re.compile(r"__<[^>]+>$")
 
-# POINTS_PROVIDERS__<NAME>__<FIELD>: the raw `providers` dict, validated by each program's model.
+# POINTS_PROVIDERS__<NAME>__<FIELD>: the raw `providers` dict, validated by each provider's model.
 PROVIDER_SETTINGS: dict[str, type[BaseModel]] = {
     plugin.name: plugin.settings_model for plugin in BUILTIN_PLUGINS
 }

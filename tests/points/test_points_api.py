@@ -1,4 +1,4 @@
-"""The merged and single-program points routes, through the API, with respx upstreams."""
+"""The merged and single-provider points routes, through the API, with respx upstreams."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ async def test_providers_filter_on_unlinked_program(
     assert body["balances"][0]["error"]["code"] == "account_not_linked"
 
 
-# --- the single-program route --------------------------------------------------------------
+# --- the single-provider route --------------------------------------------------------------
 
 
 async def test_single_program_ok(client: httpx.AsyncClient, upstream: respx.MockRouter) -> None:

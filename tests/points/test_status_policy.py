@@ -1,4 +1,4 @@
-"""failure_problem: the HTTP status of an aggregated answer, from its per-program entries."""
+"""failure_problem: the HTTP status of an aggregated answer, from its per-provider entries."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """No upstream answer, however hostile, may make the gateway answer 500.
 
 Each provider is fed a table of broken answers; the gateway must answer problem+json with a code
-from the DESIGN.md error table (single-program route), or keep serving the other program (merged
+from the DESIGN.md error table (single-provider route), or keep serving the other provider (merged
 route). A seeded random mutation loop adds a few hundred more bodies.
 """
 
@@ -297,7 +297,7 @@ def assert_provider_problem(response: httpx.Response, provider: str) -> None:
 
 
 def assert_error_entry(response: httpx.Response, failing: str, healthy: str) -> None:
-    """The merged answer keeps the healthy program and reports the other as a mapped error."""
+    """The merged answer keeps the healthy provider and reports the other as a mapped error."""
     assert response.status_code == 200, response.text[:500]
     answer = response.json()
     assert answer["complete"] is False

@@ -149,7 +149,7 @@ async def client(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 async def gafapay_entry(client: httpx.AsyncClient, user: str) -> dict[str, Any]:
     resp = await client.get(f"/users/{user}/points")
-    # One program, so a failure is the whole answer (problem+json with the per-program list).
+    # One provider, so a failure is the whole answer (problem+json with the per-provider list).
     body: dict[str, Any] = resp.json()
     (entry,) = body["balances"]
     assert entry["provider"] == "gafapay"

@@ -43,7 +43,7 @@ WARNING = "serving without the shared cache"
 RETRY_INTERVAL = 0.5
 OUTAGE_REQUESTS = 20
 
-# Values a different writer (an older format, another program, a typo) could leave under a key.
+# Values a different writer (an older format, another provider, a typo) could leave under a key.
 FOREIGN_VALUES = [
     b"",
     b"not json",

@@ -570,7 +570,7 @@ async def test_store_down_answers_from_the_cache(upstream: respx.MockRouter) -> 
         merged = await client.get(ALICE)
         single = await client.get(ALICE_GAFAPAY_ROUTE)
         narrowed = await client.get(ALICE, params={"providers": "gafapay"})
-    # Which programs are linked is unknown: the answer is what the cache holds, incomplete.
+    # Which providers are linked is unknown: the answer is what the cache holds, incomplete.
     entries = balances(merged, complete=False)
     assert set(entries) == {"benepia", "gafapay"}
     for name, entry in entries.items():

@@ -60,7 +60,7 @@ ALICE_GAFAPAY_ACCOUNT = {
     "token": customer_token(SECURITY_ACCOUNTS["alice"]["gafapay"]["gafapay_user_id"]),
 }
 OK, NO_CONTENT, UNKNOWN = frozenset({200}), frozenset({204}), frozenset({404})
-# Every program's own routes, and the hidden `{provider}` forms (an unknown name: 404 for alice).
+# Every provider's own routes, and the hidden `{provider}` forms (an unknown name: 404 for alice).
 ROUTES = [
     Route("GET", "/users/{user}/points", "points:read", None, OK),
     Route("GET", "/users/{user}/accounts", "accounts:read", None, OK),

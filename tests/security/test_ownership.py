@@ -2,7 +2,7 @@
 
 The attack of issue 13: with alice's token, `POST /users/alice/points/gafapay` with bob's GafaPay
 ids answered bob's balance, and `PUT /users/alice/accounts/gafapay` linked it for good. Each
-program now says what proves an account (app/accounts/ownership.py): Benepia's password,
+provider now says what proves an account (app/accounts/ownership.py): Benepia's password,
 GafaPay's customer session token (`sub` = the GafaPay user id), or nothing (ids only), which only
 a service holding `accounts:link_trusted` may vouch for.
 """

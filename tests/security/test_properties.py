@@ -9,8 +9,8 @@ same examples every run):
   X-Request-ID, and every error is an RFC 9457 problem whose `status` is the HTTP status.
 * upstream answers at the adapters: arbitrary statuses, headers and bodies (raw bytes, any JSON,
   envelope-shaped JSON with randomised member types) from Benepia's point call, iamport's
-  getToken and GafaPay. The single-program route answers only a status the DESIGN table allows,
-  as problem+json when it is an error; the merged route keeps serving the healthy program.
+  getToken and GafaPay. The single-provider route answers only a status the DESIGN table allows,
+  as problem+json when it is an error; the merged route keeps serving the healthy provider.
 
 tests/unit/test_no_500_from_upstream.py holds the hand-written table of hostile upstream answers;
 this file generates instead of enumerating. Each example gets a fresh app (its own event loop via
