@@ -1,11 +1,13 @@
 """A/B: two checkouts' gateways served side by side, wrk runs interleaved, medians of rounds.
 
     python -m bench.ab --a /path/to/parent-checkout [--b .] [--seconds 10] [--rounds 3]
+                       [--rows uncached:50,uncached:1,cached:50]
 
 Each side serves its own `app` (its checkout first on PYTHONPATH) from this venv, over the same
 nginx upstreams and the same PostgreSQL accounts (migrated and imported by side B, the newer);
-rows: uncached merged c=50, uncached merged c=1, cached merged c=50. Prints medians per side and
-the ratio B/A; nothing is written. Loopback only, bounded by rounds x rows x seconds.
+rows: uncached merged c=50, uncached merged c=1, cached merged c=50, each side in two start-order
+placements. Prints medians per side and the ratio B/A; nothing is written. Loopback only, bounded
+by 2 x rounds x rows x 2 x seconds.
 """
 
 from __future__ import annotations
@@ -61,30 +63,38 @@ def main() -> None:
         try:
             ngx = start_nginx(nginx, tmp, '{"points":[]}')
             servers.append(ngx)
-            sides: dict[tuple[str, str], Server] = {}
-            # B first: it migrates the shared database and imports the accounts.
-            for side, source in (("B", args.b.resolve()), ("A", args.a.resolve())):
-                for kind, ttl in (("uncached", 0.0), ("cached", 3600.0)):
-                    if kind not in kinds:
-                        continue
-                    name = f"{side}-{kind}"
-                    gw = start_gateway(tmp, name, ngx.url, store, ttl=ttl, source=source)
-                    servers.append(gw)
-                    sides[(side, kind)] = gw
-                    if kind == "cached":
-                        asyncio.run(_prefill(gw.url))
-                    bench.warm(gw, ROTATING)
-            for round_ in range(args.rounds):
-                log(f"round {round_ + 1} of {args.rounds}")
-                for kind, c in rows:
-                    for side in ("A", "B") if round_ % 2 == 0 else ("B", "A"):
-                        result = bench.load(kind, sides[(side, kind)], ROTATING, c)
-                        results.setdefault((side, kind, c), []).append(result)
+            sources = {"A": args.a.resolve(), "B": args.b.resolve()}
+            # Where a gateway stands in the start order shows in its numbers (a few per cent in
+            # runs of one checkout against itself), so the rounds are split between two
+            # placements: B's gateways started first (B migrates the shared database and imports
+            # the accounts), then A's first.
+            for placement, order in enumerate((("B", "A"), ("A", "B"))):
+                sides: dict[tuple[str, str], Server] = {}
+                for side in order:
+                    for kind, ttl in (("uncached", 0.0), ("cached", 3600.0)):
+                        if kind not in kinds:
+                            continue
+                        name = f"{side}-{kind}-{placement}"
+                        gw = start_gateway(tmp, name, ngx.url, store, ttl=ttl, source=sources[side])
+                        servers.append(gw)
+                        sides[(side, kind)] = gw
+                        if kind == "cached":
+                            asyncio.run(_prefill(gw.url))
+                        bench.warm(gw, ROTATING)
+                for round_ in range(args.rounds):
+                    log(f"placement {order[0]} first, round {round_ + 1} of {args.rounds}")
+                    for kind, c in rows:
+                        for side in ("A", "B") if round_ % 2 == 0 else ("B", "A"):
+                            result = bench.load(kind, sides[(side, kind)], ROTATING, c)
+                            results.setdefault((side, kind, c), []).append(result)
+                for gw in sides.values():
+                    gw.stop()
         finally:
             for server in servers:
                 server.stop()
             drop_store(store)
-    print(f"\nA = {args.a}\nB = {args.b}\nmedians of {args.rounds} runs of {args.seconds} s")
+    runs = 2 * args.rounds
+    print(f"\nA = {args.a}\nB = {args.b}\nmedians of {runs} runs of {args.seconds} s")
     print("| row | A req/s | B req/s | B/A | A p50 ms | B p50 ms | A CPU ms/req | B CPU ms/req |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, c in rows:

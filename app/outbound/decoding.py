@@ -34,6 +34,8 @@ _RAW_DEFLATE = -zlib.MAX_WBITS
 
 def decoded(body: bytes, content_encoding: str, max_bytes: int, status: int) -> bytes:
     """`body` with its codings undone, last applied first; BodyTooLarge past `max_bytes`."""
+    if not content_encoding:  # nearly every answer
+        return body
     codings = [c.strip().lower() for c in content_encoding.split(",")]
     for coding in reversed(codings):
         if coding in ("gzip", "x-gzip"):

@@ -134,10 +134,12 @@ class Upstream(abc.ABC):
         """
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
-        given = dict(headers or {})
-        names = {name.lower() for name in given}
-        merged = [(k, v) for k, v in self._headers if k.lower() not in names]
-        merged.extend(given.items())
+        if headers:
+            names = {name.lower() for name in headers}
+            merged = [(k, v) for k, v in self._headers if k not in names]
+            merged.extend(headers.items())
+        else:
+            merged = list(self._headers)
         content = None
         if json is not None:
             content = orjson.dumps(json)
