@@ -151,35 +151,16 @@ def _add_provider(router: APIRouter, plugin: ProviderPlugin) -> None:
 
 def _add_any_provider(router: APIRouter) -> None:
     handle = _handlers(None)
-    hidden: dict[str, Any] = {"include_in_schema": False}
-    router.add_api_route(
-        "/users/{user_id}/points/{provider}",
-        handle.get_points,
-        methods=["GET"],
-        dependencies=[READ_POINTS],
-        **hidden,
-    )
-    router.add_api_route(
-        "/users/{user_id}/points/{provider}",
-        handle.query_once,
-        methods=["POST"],
-        dependencies=[READ_POINTS],
-        **hidden,
-    )
-    router.add_api_route(
-        "/users/{user_id}/accounts/{provider}",
-        handle.link,
-        methods=["PUT"],
-        dependencies=[WRITE_ACCOUNTS],
-        **hidden,
-    )
-    router.add_api_route(
-        "/users/{user_id}/accounts/{provider}",
-        handle.unlink,
-        methods=["DELETE"],
-        dependencies=[WRITE_ACCOUNTS],
-        **hidden,
-    )
+    points, accounts = "/users/{user_id}/points/{provider}", "/users/{user_id}/accounts/{provider}"
+    for path, method, handler, scope in (
+        (points, "GET", handle.get_points, READ_POINTS),
+        (points, "POST", handle.query_once, READ_POINTS),
+        (accounts, "PUT", handle.link, WRITE_ACCOUNTS),
+        (accounts, "DELETE", handle.unlink, WRITE_ACCOUNTS),
+    ):
+        router.add_api_route(
+            path, handler, methods=[method], dependencies=[scope], include_in_schema=False
+        )
 
 
 def provider_router(plugins: Iterable[ProviderPlugin]) -> APIRouter:
