@@ -1,16 +1,12 @@
-"""iamport access tokens: cached per process, refreshed early, one refresh at a time."""
+"""iamport access tokens: getToken's rules, over the SDK's session-token cache."""
 
 from __future__ import annotations
 
-import asyncio
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from app.observability import events
 from app.providers import (
     Upstream,
     UpstreamAuthFailed,
@@ -21,17 +17,14 @@ from app.providers import (
     status_error,
 )
 from app.providers.iamport_envelope import parse_envelope
+from app.providers.sessions import (
+    MAX_TOKEN_LIFETIME,
+    TOKEN_PATTERN,
+    IssuedToken,
+    SessionTokens,
+)
 
-MAX_TOKEN_LIFETIME = 24 * 3600
 TOKEN_PATH = "/users/getToken"  # noqa: S105  (a path, not a password)
-# Printable ASCII without spaces: nothing else can travel in an Authorization header.
-_TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    value: str
-    deadline: float  # on the local monotonic clock, so the servers' clock skew cannot matter
 
 
 class IamportTokenManager:
@@ -51,59 +44,30 @@ class IamportTokenManager:
         self._imp_key = imp_key
         self._imp_secret = imp_secret
         self._provider = upstream.provider
-        self._margin = refresh_margin
-        self._clock = clock
-        self._token: _Token | None = None
-        self._refresh: asyncio.Task[_Token] | None = None
-        self.refresh_count = 0
-        self._last_status: int | None = None
+        self._tokens = SessionTokens(
+            upstream.provider, self._get_token, refresh_margin=refresh_margin, clock=clock
+        )
+
+    @property
+    def refresh_count(self) -> int:
+        """How many times getToken was asked."""
+        return self._tokens.refresh_count
 
     async def token(self) -> str:
         """A token valid for at least the refresh margin (or freshly issued)."""
-        current = self._token
-        if current is not None and self._clock() < current.deadline - self._margin:
-            return current.value
-        if self._refresh is None:
-            self._refresh = asyncio.get_running_loop().create_task(self._fetch())
-            self._refresh.add_done_callback(self._refresh_done)
-        # Shielded: a caller that gives up (its deadline) must not cancel the shared refresh.
-        return (await asyncio.shield(self._refresh)).value
+        return await self._tokens.token()
 
     def invalidate(self, value: str) -> None:
         """Forget `value` after the upstream refused it (a no-op if it was already replaced)."""
-        if self._token is not None and self._token.value == value:
-            self._token = None
+        self._tokens.invalidate(value)
 
-    def _refresh_done(self, task: asyncio.Task[_Token]) -> None:
-        self._refresh = None
-        if not task.cancelled() and task.exception() is None:
-            self._token = task.result()
-
-    async def _fetch(self) -> _Token:
-        self.refresh_count += 1
-        began = time.perf_counter()
-        error: BaseException | None = None
-        self._last_status = None
-        try:
-            return await self._get_token()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            # One log line and one count per getToken call (metrics: token refreshes).
-            events.token_refreshed(
-                self._provider, error, self._last_status, time.perf_counter() - began
-            )
-
-    async def _get_token(self) -> _Token:
-        started = self._clock()
+    async def _get_token(self) -> IssuedToken:
         request = self._upstream.request(
             "POST",
             self._token_url,
             json={"imp_key": self._imp_key, "imp_secret": self._imp_secret.get_secret_value()},
         )
         reply = await self._upstream.send(request)
-        self._last_status = reply.status
         name = self._provider
         if reply.status == 401:
             # A refused key or secret is configuration, not a passing fault: never retried.
@@ -129,12 +93,12 @@ class IamportTokenManager:
                 upstream_status=200,
                 upstream_code=str(envelope.code),
             )
-        return self._parse_token(envelope.response, started)
+        return self._parse_token(envelope.response)
 
-    def _parse_token(self, response: dict[str, object] | None, started: float) -> _Token:
+    def _parse_token(self, response: dict[str, object] | None) -> IssuedToken:
         response = response or {}
         value, now, expires = (response.get(k) for k in ("access_token", "now", "expired_at"))
-        valid_token = isinstance(value, str) and _TOKEN.fullmatch(value) is not None
+        valid_token = isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
         if not (valid_token and is_int(now) and is_int(expires)):
             raise UpstreamInvalidResponse(
                 "iamport getToken answer lacks access_token, now or expired_at",
@@ -151,4 +115,4 @@ class IamportTokenManager:
                 provider=self._provider,
                 upstream_status=200,
             )
-        return _Token(value, started + lifetime)
+        return IssuedToken(value, lifetime, status=200)
