@@ -46,9 +46,12 @@ def test_no_provider_module_imports_httpx() -> None:
 def test_the_built_in_adapters_use_the_public_module_of_the_gateway() -> None:
     for adapter in ("benepia.py", "gafapay.py", "iamport_token.py", "iamport_envelope.py"):
         gateway = {n for n in imports_of(PROVIDERS / adapter) if n.split(".")[0] == "app"}
-        own = {"app.providers", "app.providers.iamport_envelope", "app.providers.iamport_token"}
-        # The token manager also reports its refreshes (logs and metrics), as the seam does.
-        allowed = own | ({"app.observability"} if adapter == "iamport_token.py" else set())
+        allowed = {
+            "app.providers",
+            "app.providers.iamport_envelope",
+            "app.providers.iamport_token",
+            "app.providers.sessions",
+        }
         assert gateway <= allowed, (adapter, gateway - allowed)
 
 
