@@ -130,6 +130,39 @@ def _accounts_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _providers_check(args: argparse.Namespace) -> int:
+    from app.definitions.loader import DefinitionsInvalid, load_folder
+    from app.settings import get_settings
+
+    folder = Path(args.dir) if args.dir else get_settings().providers_dir
+    if folder is None:
+        raise ConfigurationError("name a folder, or set POINTS_PROVIDERS_DIR")
+    try:
+        plugins = load_folder(folder)
+    except DefinitionsInvalid as exc:
+        raise ConfigurationError(str(exc)) from None
+    for plugin in plugins:
+        print(f"points-gateway: {plugin.name}: ok ({plugin.display_name})")
+    print(f"points-gateway: {len(plugins)} definitions in {folder} are valid")
+    return 0
+
+
+def _providers_schema(args: argparse.Namespace) -> int:
+    from app.definitions.loader import definition_schema
+
+    sys.stdout.write(definition_schema())
+    return 0
+
+
+def _providers_try(args: argparse.Namespace) -> int:
+    from app.provider_trial import try_provider
+    from app.settings import get_settings
+
+    balance = asyncio.run(try_provider(get_settings(), args.name, args.account))
+    print(balance.model_dump_json(indent=2))
+    return 0 if balance.status == "ok" else 1
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -180,6 +213,22 @@ def _parser() -> argparse.ArgumentParser:
     rotate = keys.add_parser("rotate", help="re-seal stored credentials under the current key")
     rotate.add_argument("--batch", type=_positive, default=200)
     rotate.set_defaults(run=_keys_rotate)
+
+    providers = commands.add_parser(
+        "providers", help="provider definitions (POINTS_PROVIDERS_DIR)"
+    ).add_subparsers(dest="providers_command", required=True)
+    check = providers.add_parser("check", help="validate every *.yaml definition of a folder")
+    check.add_argument("dir", nargs="?", default=None, help="default: POINTS_PROVIDERS_DIR")
+    check.set_defaults(run=_providers_check)
+    providers.add_parser(
+        "schema", help="print the JSON Schema of the definition format"
+    ).set_defaults(run=_providers_schema)
+    trial = providers.add_parser(
+        "try", help="one call to a provider through the full path, with the POINTS_* settings"
+    )
+    trial.add_argument("name", help="the provider's name")
+    trial.add_argument("--account", required=True, help="the account's fields, as JSON")
+    trial.set_defaults(run=_providers_try)
 
     accounts = commands.add_parser("accounts", help="manage linked accounts").add_subparsers(
         dest="accounts_command", required=True

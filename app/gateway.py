@@ -84,7 +84,7 @@ class Gateway:
 
 def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> GatewayPlan:
     """Check the settings; raises ConfigurationError saying what to fix."""
-    known = discover_plugins()
+    known = discover_plugins(settings.providers_dir)
     providers = configure(
         settings.enabled_providers, settings.providers, known, allow_http=settings.sandbox
     )

@@ -124,7 +124,7 @@ def create_app(
         observability_routes.router,
     ):
         app.include_router(router)
-    install_openapi(app)
+    install_openapi(app, plan.known.values())
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,7 +21,7 @@ from app.api.security_deps import (
 )
 from app.errors import GatewayError
 from app.problems import PROBLEM_MEDIA_TYPE
-from app.providers.registry import discover_plugins
+from app.providers.base import ProviderPlugin
 from app.route_walk import leaf_routes
 
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -77,7 +78,7 @@ def _only_account_schema(operation: dict[str, Any]) -> None:
             media["schema"] = {"$ref": schema["$ref"]}
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
+def build_openapi(app: FastAPI, plugins: Iterable[ProviderPlugin]) -> dict[str, Any]:
     """FastAPI's document with every 4xx/5xx answer re-typed as problem+json."""
     doc = get_openapi(
         title=app.title,
@@ -110,7 +111,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas = doc["components"].setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
-    schemas.update(account_schemas(discover_plugins().values()))
+    schemas.update(account_schemas(plugins))
     codes = problem_codes()
     for name in ("Problem", "PointsProblem"):
         # Listed, not an `enum`: new codes are an additive change, and a generated client must
@@ -125,12 +126,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return doc
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve the post-processed document at /openapi.json."""
+def install_openapi(app: FastAPI, plugins: Iterable[ProviderPlugin]) -> None:
+    """Serve the post-processed document at /openapi.json (with these providers' accounts)."""
+    known = list(plugins)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = build_openapi(app)
+            app.openapi_schema = build_openapi(app, known)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -53,9 +53,9 @@ class CacheSettings(BaseModel):
     stale_if_error: float = Field(default=600.0, ge=0, le=86_400)
     max_entries: int = Field(default=100_000, ge=1)
 
-    def ttl_for(self, provider: str) -> float:
-        """The TTL of one provider's balances."""
-        return self.provider_ttl.get(provider, self.ttl)
+    def ttl_for(self, provider: str, default: float | None = None) -> float:
+        """The TTL of one provider's balances (`default`: the provider's own, if it has one)."""
+        return self.provider_ttl.get(provider, self.ttl if default is None else default)
 
 
 class ApiKeySetting(BaseModel):
@@ -135,6 +135,11 @@ class Settings(BaseSettings):
     )
 
     enabled_providers: Annotated[list[str], NoDecode] = ["benepia", "gafapay"]
+    providers_dir: Path | None = Field(
+        default=None,
+        description="A folder of provider definitions (*.yaml); each is served when its name "
+        "is in POINTS_ENABLED_PROVIDERS.",
+    )
     # Raw until each provider validates its own section (secrets become SecretStr there).
     providers: dict[str, dict[str, object]] = Field(default={}, repr=False)
     request_deadline: float = Field(default=5.0, gt=0, le=120)

@@ -63,7 +63,8 @@ async def seed(
 
 async def import_accounts(settings: Settings, path: Path) -> int:
     """Validate a JSON accounts file, then link every account in it."""
-    plugins = {n: p for n, p in discover_plugins().items() if n in settings.enabled_providers}
+    known = discover_plugins(settings.providers_dir)
+    plugins = {n: p for n, p in known.items() if n in settings.enabled_providers}
     accounts = load_accounts_file(path, plugins)
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
     store = SqlAccountStore(engine, _keyring(settings), plugins, timeout=settings.database_timeout)

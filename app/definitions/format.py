@@ -43,6 +43,7 @@ class AccountField(_Strict):
         default=False, description="The account's id at the provider (shown masked); exactly one."
     )
     required: bool = True
+    lowercase: bool = Field(default=False, description="Kept lowercased (ids compared as such).")
     description: str | None = None
 
 
@@ -50,6 +51,7 @@ class SettingField(_Strict):
     """One operator setting (`POINTS_PROVIDERS__<NAME>__<SETTING>`)."""
 
     type: Literal["string", "url", "number"] = "string"
+    pattern: str | None = Field(default=None, description="A regular expression (strings).")
     default: str | float | None = Field(
         default=None, description="Absent: the setting is required."
     )

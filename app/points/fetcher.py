@@ -55,6 +55,7 @@ def _ok_entry(
         as_of=value.as_of,
         cached=cached,
         stale=stale,
+        details=value.details,
     )
 
 
@@ -111,6 +112,10 @@ class BalanceFetcher:
         }
         self._flights: SingleFlight[ProviderBalance] = SingleFlight(clock)
         self._generations: dict[str, int] = {}
+        self._ttls = {
+            name: cache_settings.ttl_for(name, registry.plugin(name).cache_ttl)
+            for name in registry.names()
+        }
 
     def breaker(self, provider: str) -> CircuitBreaker:
         """The circuit breaker of one provider."""
@@ -130,12 +135,7 @@ class BalanceFetcher:
         key = cache_key(provider, user_id)
         cached = await self.cache.get(key)
         age = self._wall() - cached.stored_at if cached else None
-        if (
-            cached
-            and age is not None
-            and not fresh
-            and age < self._cache_settings.ttl_for(provider)
-        ):
+        if cached and age is not None and not fresh and age < self._ttls[provider]:
             events.cache_served(provider, stale=False, age=age)
             return _ok_entry(provider, cached, cached=True, stale=False)
         events.cache_missed(provider)
@@ -170,7 +170,7 @@ class BalanceFetcher:
         if cached is None:
             return None
         age = self._wall() - cached.stored_at
-        stale = age >= self._cache_settings.ttl_for(provider)
+        stale = age >= self._ttls[provider]
         if stale and age >= self._keep_for(provider):
             return None
         events.cache_served(provider, stale=stale, age=age)
@@ -205,7 +205,7 @@ class BalanceFetcher:
         await self.cache.delete([key])
 
     def _keep_for(self, provider: str) -> float:
-        return self._cache_settings.ttl_for(provider) + self._cache_settings.stale_if_error
+        return self._ttls[provider] + self._cache_settings.stale_if_error
 
     def _stale_allowed(self, provider: str, age: float, error: ProviderError) -> bool:
         # A refusal is about the account itself: an old balance would hide it, so it is not served.
@@ -232,7 +232,9 @@ class BalanceFetcher:
             whole=whole,
         )
         if self._generations.get(key, 0) == generation:
-            value = CachedBalance(balance.points, balance.unit, balance.as_of, self._wall())
+            value = CachedBalance(
+                balance.points, balance.unit, balance.as_of, self._wall(), balance.details
+            )
             await self.cache.set(key, value, keep_for=self._keep_for(provider))
         return balance
 

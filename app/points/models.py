@@ -36,6 +36,13 @@ class Balance(BaseModel):
     cached: bool = False
     stale: bool = False
     error: Problem | None = None
+    details: dict[str, PointsDecimal] | None = Field(
+        default=None,
+        description="Named amounts beside the balance (expiring, pending, ...), for providers "
+        "that report any; absent otherwise.",
+        examples=[{"expiring": "1200"}],
+        exclude_if=lambda value: value is None,
+    )
 
 
 class PointsAnswer(BaseModel):

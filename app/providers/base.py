@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,6 +22,8 @@ class ProviderBalance:
     points: Decimal
     unit: str
     as_of: datetime
+    details: Mapping[str, Decimal] | None = None
+    """Named amounts beside the balance (expiring, pending, ...), when the provider reports any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,8 @@ class ProviderPlugin:
     """The account's identifier at the provider (shown masked; never a secret)."""
     prove: Callable[[BaseModel], Proof] = _ids_only
     """What an account offers as proof that it is the caller's (default: nothing, ids only)."""
+    cache_ttl: float | None = None
+    """Seconds its balances stay fresh, unless POINTS_CACHE__PROVIDER_TTL says otherwise."""
 
     def masked_id(self, account: BaseModel) -> str:
         """The account's identifier, masked for display."""

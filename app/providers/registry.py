@@ -7,9 +7,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from app.definitions.loader import DefinitionsInvalid, load_folder
 from app.errors import ConfigurationError, UnknownProvider
 from app.outbound.upstream import Upstream
 from app.providers import benepia, gafapay
@@ -21,8 +23,9 @@ _NAME = re.compile(r"[a-z0-9_-]{1,64}")
 BUILTIN_PLUGINS: tuple[ProviderPlugin, ...] = (benepia.plugin, gafapay.plugin)
 
 
-def discover_plugins() -> dict[str, ProviderPlugin]:
-    """Built-in plugins plus those installed under the `points_gateway.providers` entry points."""
+def discover_plugins(definitions: Path | None = None) -> dict[str, ProviderPlugin]:
+    """Built-in plugins, those installed under the `points_gateway.providers` entry points, and
+    the definitions (`*.yaml`) of the folder `definitions` (POINTS_PROVIDERS_DIR)."""
     plugins = {p.name: p for p in BUILTIN_PLUGINS}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         plugin = ep.load()
@@ -31,6 +34,18 @@ def discover_plugins() -> dict[str, ProviderPlugin]:
         if plugin.name in plugins and plugins[plugin.name] is not plugin:
             raise ConfigurationError(f"two provider plugins are named {plugin.name!r}")
         plugins[plugin.name] = plugin
+    if definitions is not None:
+        try:
+            declared = load_folder(definitions)
+        except DefinitionsInvalid as exc:
+            raise ConfigurationError(str(exc)) from None
+        for plugin in declared:
+            if plugin.name in plugins:
+                raise ConfigurationError(
+                    f"provider definitions: {plugin.name!r} clashes with a built-in or installed "
+                    "provider of that name"
+                )
+            plugins[plugin.name] = plugin
     return plugins
 
 

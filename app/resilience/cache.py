@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -26,33 +26,37 @@ class CachedBalance:
     unit: str
     as_of: datetime
     stored_at: float
+    details: Mapping[str, Decimal] | None = None
 
     def encode(self) -> bytes:
         """Compact JSON for the backend."""
-        return json.dumps(
-            {
-                "p": str(self.points),
-                "u": self.unit,
-                "a": self.as_of.isoformat(),
-                "s": self.stored_at,
-            },
-            separators=(",", ":"),
-        ).encode()
+        value: dict[str, object] = {
+            "p": str(self.points),
+            "u": self.unit,
+            "a": self.as_of.isoformat(),
+            "s": self.stored_at,
+        }
+        if self.details:
+            value["d"] = {name: str(amount) for name, amount in self.details.items()}
+        return json.dumps(value, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> CachedBalance | None:
         """The value in `raw`, or None if it is not one (a foreign or older format)."""
         try:
             data = json.loads(raw)
+            details = {str(k): Decimal(v) for k, v in data["d"].items()} if "d" in data else None
             value = cls(
                 Decimal(data["p"]),
                 str(data["u"]),
                 datetime.fromisoformat(data["a"]),
                 float(data["s"]),
+                details,
             )
-        except (ValueError, KeyError, TypeError, InvalidOperation, RecursionError):
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation, RecursionError):
             return None
-        if not value.points.is_finite() or value.as_of.tzinfo is None:
+        amounts = [value.points, *(value.details or {}).values()]
+        if not all(a.is_finite() for a in amounts) or value.as_of.tzinfo is None:
             return None
         return value
 
