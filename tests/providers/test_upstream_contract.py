@@ -73,7 +73,7 @@ async def declared_over_cap(_: asyncio.StreamReader, writer: asyncio.StreamWrite
 async def counted_over_cap(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await answer(writer, head("200 OK", "Transfer-Encoding: chunked"))
     chunk = b"x" * 8192
-    for _ in range(CAP // len(chunk) + 2):
+    for _chunk in range(CAP // len(chunk) + 2):
         await answer(writer, f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
     await answer(writer, b"0\r\n\r\n")
 
