@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from app.definitions.format import (
@@ -28,12 +29,19 @@ JsonTemplate = object
 
 
 class DefinitionError(ValueError):
-    """A definition that cannot serve: `loc` says where in the file, the message what."""
+    """A definition that cannot serve: each problem's place in the file (`loc`) and what."""
 
-    def __init__(self, loc: Loc, message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+# The problems found while compiling one definition: every one is reported, not the first.
+_found: ContextVar[list[tuple[Loc, str]]] = ContextVar("definition_problems")
+
+
+def _report(loc: Loc, message: str) -> None:
+    _found.get().append((loc, message))
 
 
 @contextmanager
@@ -41,7 +49,7 @@ def _at(loc: Loc) -> Iterator[None]:
     try:
         yield
     except (PathError, TemplateError) as exc:
-        raise DefinitionError(loc, str(exc)) from None
+        _report(loc, str(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,7 @@ class Compiled:
 def _template(loc: Loc, text: str, known: set[str]) -> Template:
     with _at(loc):
         return Template.parse(text, known)
+    return Template(text, ())  # reported; never served
 
 
 def _path(loc: Loc, text: str | None) -> Path | None:
@@ -94,6 +103,7 @@ def _path(loc: Loc, text: str | None) -> Path | None:
         return None
     with _at(loc):
         return Path.parse(text)
+    return Path(text, ())  # reported; never served
 
 
 def _json(loc: Loc, value: object, known: set[str]) -> JsonTemplate:
@@ -145,6 +155,7 @@ def _number(loc: Loc, definition: Definition, detail: str | None) -> Number:
     amount = definition.balance if detail is None else definition.details[detail]
     with _at((*loc, "path")):
         return Number.of(amount)
+    return Number(Path(amount.path, ()), False, False, False)  # reported; never served
 
 
 def _rules(rules: list[ErrorRule], known: set[str]) -> tuple[Rule, ...]:
@@ -158,27 +169,39 @@ def _rules(rules: list[ErrorRule], known: set[str]) -> tuple[Rule, ...]:
 def _check_account(definition: Definition) -> None:
     identifying = [name for name, field in definition.account.items() if field.identifies]
     if len(identifying) != 1:
-        raise DefinitionError(("account",), "exactly one account field needs `identifies: true`")
-    if definition.account[identifying[0]].secret:
-        raise DefinitionError(("account", identifying[0]), "an identifying field cannot be secret")
+        _report(("account",), "exactly one account field needs `identifies: true`")
+    elif definition.account[identifying[0]].secret:
+        _report(("account", identifying[0]), "an identifying field cannot be secret")
     base = definition.settings.get("base_url")
     if base is None or base.type != "url":
-        raise DefinitionError(("settings",), "a `base_url` setting of type url is required")
+        _report(("settings",), "a `base_url` setting of type url is required")
     ownership = definition.ownership
     if isinstance(ownership, UserTokenOwnership):
-        for key in ("token", "subject"):
-            if getattr(ownership, key) not in definition.account:
-                raise DefinitionError(
-                    ("ownership", key), f"no account field {getattr(ownership, key)!r}"
-                )
-        if ownership.otherwise is not None and definition.account[ownership.token].required:
-            raise DefinitionError(
+        fields = {key: getattr(ownership, key) for key in ("token", "subject")}
+        for key, field in fields.items():
+            if field not in definition.account:
+                _report(("ownership", key), f"no account field {field!r}")
+        token = definition.account.get(ownership.token)
+        if ownership.otherwise is not None and token is not None and token.required:
+            _report(
                 ("ownership", "otherwise"), f"account field {ownership.token!r} must be optional"
             )
 
 
 def compile_definition(definition: Definition) -> Compiled:
-    """The definition, ready to serve; DefinitionError if it names what it does not have."""
+    """The definition, ready to serve; DefinitionError listing everything it names but lacks."""
+    found: list[tuple[Loc, str]] = []
+    token = _found.set(found)
+    try:
+        compiled = _compile(definition)
+    finally:
+        _found.reset(token)
+    if found:
+        raise DefinitionError(found)
+    return compiled
+
+
+def _compile(definition: Definition) -> Compiled:
     _check_account(definition)
     account = {f"account.{name}" for name in definition.account}
     settings = {f"settings.{name}" for name in (*definition.settings, "timeout")}

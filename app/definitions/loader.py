@@ -30,27 +30,46 @@ class DefinitionsInvalid(ValueError):
         self.problems = problems
 
 
-def _line_of(root: yaml.Node | None, loc: Loc) -> int:
-    """The 1-based line of the deepest node `loc` reaches (keys that are not in the file, such
-    as a union's member names in pydantic's locations, are stepped over)."""
+def _locate(root: yaml.Node | None, loc: Loc) -> tuple[int, str]:
+    """The 1-based line of the deepest node `loc` reaches, and the keys that reach it.
+
+    Steps that are not in the file (pydantic names a union's members in its locations, such as
+    `session` or `constrained-int`) are left out of both.
+    """
     node, line = root, (root.start_mark.line + 1 if root is not None else 1)
+    keys: list[str] = []
     for step in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(step)), None)
-            if match is None:
+            found = next(((k, v) for k, v in node.value if k.value == str(step)), None)
+            if found is None:
                 continue
-            line = next(k.start_mark.line + 1 for k, v in node.value if v is match)
-            node = match
+            line, node = found[0].start_mark.line + 1, found[1]
+            keys.append(str(step))
         elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
             if step >= len(node.value):
                 break
             node = node.value[step]
             line = node.start_mark.line + 1
-    return line
+            keys.append(str(step))
+    return line, ".".join(keys) or "(top)"
 
 
-def _key(loc: Iterable[str | int]) -> str:
-    return ".".join(str(step) for step in loc) or "(top)"
+def _problems(
+    name: str, root: yaml.Node | None, errors: Iterable[tuple[Loc, str, bool]]
+) -> list[str]:
+    """One line per place, its messages joined (a union's members each say what they wanted).
+
+    A missing key is named though it is not in the file: at the line of its parent.
+    """
+    found: dict[tuple[int, str], list[str]] = {}
+    for loc, message, missing in errors:
+        line, key = _locate(root, loc[:-1] if missing else loc)
+        if missing:
+            key = f"{key}.{loc[-1]}" if key != "(top)" else str(loc[-1])
+        messages = found.setdefault((line, key), [])
+        if message not in messages:
+            messages.append(message)
+    return [f"{name}:{line}: {key}: {'; or '.join(msgs)}" for (line, key), msgs in found.items()]
 
 
 def read_definition(path: Path) -> ProviderPlugin:
@@ -83,14 +102,14 @@ def read_definition(path: Path) -> ProviderPlugin:
         definition = Definition.model_validate(data)
         return plugin_of(compile_definition(definition))
     except ValidationError as exc:
-        problems = [
-            f"{name}:{_line_of(root, err['loc'])}: {_key(err['loc'])}: {err['msg']}"
+        errors = [
+            (err["loc"], err["msg"], err["type"] == "missing")
             for err in exc.errors(include_input=False, include_url=False)
         ]
-        raise DefinitionsInvalid(problems) from None
+        raise DefinitionsInvalid(_problems(name, root, errors)) from None
     except DefinitionError as exc:
-        line = _line_of(root, exc.loc)
-        raise DefinitionsInvalid([f"{name}:{line}: {_key(exc.loc)}: {exc.message}"]) from None
+        problems = [(loc, message, False) for loc, message in exc.problems]
+        raise DefinitionsInvalid(_problems(name, root, problems)) from None
 
 
 def load_folder(folder: Path) -> list[ProviderPlugin]:
