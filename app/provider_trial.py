@@ -19,12 +19,15 @@ from app.points.models import Balance
 from app.providers import CallContext
 from app.request_context import new_request_id
 from app.resilience.cache import MemoryBalanceCache
-from app.settings import Settings
+from app.settings import AuthSettings, Settings
 
 
 async def try_provider(settings: Settings, name: str, account_json: str) -> Balance:
     """The balance entry (or its problem) for the account given as JSON."""
-    narrowed = settings.model_copy(update={"enabled_providers": [name]})
+    # No caller is served, so the gateway's own authentication settings do not matter here.
+    narrowed = settings.model_copy(
+        update={"enabled_providers": [name], "auth": AuthSettings(mode="disabled")}
+    )
     store = MemoryAccountStore()
     plan = plan_gateway(narrowed, store=store)
     plugin = plan.plugins()[name]
