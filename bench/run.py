@@ -43,6 +43,10 @@ USER = "bench-user-0000"
 MERGED = f"/users/{USER}/points"
 ROTATING = "/users/{user}/points"
 SINGLE = "/users/{user}/points/gafapay"
+# GafaPay as a definition (app/definitions/shipped/gafapay.yaml), beside its code adapter.
+DECLARED = "/users/{user}/points/gafapay_declared"
+SHIPPED_DEFINITIONS = ROOT / "app" / "definitions" / "shipped"
+ALL_PROVIDERS = "benepia,gafapay,gafapay_declared"
 _LUA = """
 local n = 0
 request = function()
@@ -78,6 +82,7 @@ def bench_accounts() -> dict[str, dict[str, dict[str, str]]]:
         f"bench-user-{n:04d}": {
             "benepia": {"benepia_user": f"bench.user{n}", "benepia_password": "bench-password"},
             "gafapay": {"gafapay_user_id": GAFAPAY_USER, "currency_id": CURRENCY},
+            "gafapay_declared": {"gafapay_user_id": GAFAPAY_USER, "currency_id": CURRENCY},
         }
         for n in range(USERS)
     }
@@ -329,6 +334,10 @@ def gateway_env(tmp: Path, name: str, upstream: str, ttl: float, store: Store) -
         "POINTS_PROVIDERS__GAFAPAY__BASE_URL": upstream,
         "POINTS_PROVIDERS__GAFAPAY__COMPANY_ID": "59388167894b4d10a04fe5da3b8a2104",
         "POINTS_PROVIDERS__GAFAPAY__TOKEN": "bench-gafapay-token",
+        "POINTS_PROVIDERS_DIR": str(SHIPPED_DEFINITIONS),
+        "POINTS_PROVIDERS__GAFAPAY_DECLARED__BASE_URL": upstream,
+        "POINTS_PROVIDERS__GAFAPAY_DECLARED__COMPANY_ID": "59388167894b4d10a04fe5da3b8a2104",
+        "POINTS_PROVIDERS__GAFAPAY_DECLARED__TOKEN": "bench-gafapay-token",
     }
     if store.url:
         env["POINTS_DATABASE_URL"] = store.url
@@ -344,6 +353,7 @@ def start_gateway(
     ttl: float,
     workers: int = 1,
     source: Path | None = None,
+    providers: str | None = None,
 ) -> Server:
     """A gateway over `upstream`; `source`: serve another checkout's `app` (A/B runs).
 
@@ -351,6 +361,8 @@ def start_gateway(
     checkout does not know the newer revisions, and serves from the newer schema as it is.
     """
     env = gateway_env(tmp, name, upstream, ttl, store)
+    if providers is not None:
+        env["POINTS_ENABLED_PROVIDERS"] = providers
     exe = str(VENV_BIN / "points-gateway")
     if source is not None:
         env["PYTHONPATH"] = str(source)
@@ -365,7 +377,7 @@ def start_gateway(
     if not store.imported:
         subprocess.run(
             [exe, "accounts", "import", str(accounts)],
-            env=env,
+            env={**env, "POINTS_ENABLED_PROVIDERS": ALL_PROVIDERS},
             check=True,
             timeout=300,
             capture_output=True,
@@ -733,6 +745,23 @@ def targets(
                 "met": soaked["peak_rss_mib"] < SOAK_RSS_LIMIT_MIB and soaked["flat"],
             }
         )
+    code = [r for r in results if r.scenario == "single-provider-code" and r.cpu_ms_per_request]
+    declared = [
+        r for r in results if r.scenario == "single-provider-declared" and r.cpu_ms_per_request
+    ]
+    if code and declared:
+        cpu_code = sorted(r.cpu_ms_per_request or 0 for r in code)[len(code) // 2]
+        cpu_declared = sorted(r.cpu_ms_per_request or 0 for r in declared)[len(declared) // 2]
+        value = cpu_declared / max(cpu_code, 1e-9)
+        out.append(
+            {
+                "target": "GafaPay as a definition: CPU per request within 10% of the code "
+                "adapter (declared / code, c=50, single-provider route)",
+                "value": round(value, 2),
+                "bound": 1.1,
+                "met": 0.9 <= value <= 1.1,
+            }
+        )
     hits = cold.get("upstream_hits", {})
     worst = max(hits.get("benepia", 99), hits.get("gafapay", 99))
     out.append(
@@ -962,6 +991,16 @@ def run(quick: bool) -> dict[str, Any]:
                 for c in levels:
                     bench.load("uncached", gw, ROTATING, c)
                 bench.load("single-program", gw, SINGLE, 50)
+            # The GafaPay definition against the code adapter, one gateway serving both.
+            with running(
+                start_gateway(tmp, "gateway-defs", ngx.url, store, ttl=0, providers=ALL_PROVIDERS)
+            ) as gw:
+                gw.name = "gateway"
+                for path in (SINGLE, DECLARED):
+                    bench.warm(gw, path)
+                for _ in range(1 if quick else 2):
+                    bench.load("single-provider-code", gw, SINGLE, 50)
+                    bench.load("single-provider-declared", gw, DECLARED, 50)
             with running(start_gateway(tmp, "gateway-2w", ngx.url, store, ttl=0, workers=2)) as gw:
                 bench.warm(gw, ROTATING)
                 bench.load("uncached-2-workers", gw, ROTATING, 50)
