@@ -188,6 +188,18 @@ def _check_account(definition: Definition) -> None:
             )
 
 
+def _no_secret_in_urls(definition: Definition, loc: Loc, request: CompiledRequest) -> None:
+    # URLs end up in access logs, proxies and browser histories: secrets travel in headers or
+    # bodies only (DESIGN.md: never a token in a URL).
+    secrets = {f"account.{n}" for n, f in definition.account.items() if f.secret}
+    secrets |= {f"settings.{n}" for n, f in definition.settings.items() if f.secret}
+    secrets.add("token")
+    places = [(("path",), request.path), *((("query", k), t) for k, t in request.query)]
+    for where, template in places:
+        for name in sorted(template.names & secrets):
+            _report((*loc, *where), f"{{{name}}} is a secret: send it in a header or the body")
+
+
 def compile_definition(definition: Definition) -> Compiled:
     """The definition, ready to serve; DefinitionError listing everything it names but lacks."""
     found: list[tuple[Loc, str]] = []
@@ -212,6 +224,9 @@ def _compile(definition: Definition) -> Compiled:
         per_request.add("token")
         session = _session(definition.auth, settings)
     request = _request(("request",), definition.request, per_request)
+    _no_secret_in_urls(definition, ("request",), request)
+    if session is not None:
+        _no_secret_in_urls(definition, ("auth", "login"), session.login)
     in_headers = {name for _, template in request.headers for name in template.names}
     if session is not None:
         in_headers |= {n for _, t in session.login.headers for n in t.names} | session.value.names

@@ -82,6 +82,9 @@ class When(_Strict):
     def _something(self) -> When:
         if self.status is None and self.path is None:
             raise ValueError("`when` needs a status, a path, or both")
+        # `equals` defaults to null: a path alone would silently mean "is null".
+        if (self.path is None) != ("equals" not in self.model_fields_set):
+            raise ValueError("`path` and `equals` go together")
         return self
 
 

@@ -88,6 +88,23 @@ CASES = {
         "auth:",
         "auth: Value error, name exactly one of `expires_at` and `expires_in`",
     ),
+    "a rule's path without equals": (
+        edited("path: status, equals: PIN_MISMATCH}", "path: status}"),
+        "when: {status: 200",
+        "errors.1.when: Value error, `path` and `equals` go together",
+    ),
+    "a secret in the URL path": (
+        edited(
+            "/v1/members/{account.member_id}/balance", "/v1/members/{account.member_pin}/balance"
+        ),
+        "path: /v1",
+        "request.path: {account.member_pin} is a secret: send it in a header or the body",
+    ),
+    "a secret setting in the query": (
+        edited("query: {currency: KRW}", 'query: {currency: KRW, key: "{settings.api_key}"}'),
+        "query:",
+        "request.query.key: {settings.api_key} is a secret",
+    ),
     "user_token without field": (
         edited(
             "ownership: secret", "ownership: {kind: user_token, token: jwt, subject: member_id}"
