@@ -64,9 +64,10 @@ class Condition(_Strict):
 
     path: str
     equals: Scalar
-    compare: Literal["exact", "hex_id"] = Field(
+    compare: Literal["exact", "hex_id", "text"] = Field(
         default="exact",
-        description="`hex_id`: hex strings compared case- and leading-zero-insensitively.",
+        description="`hex_id`: hex strings compared case- and leading-zero-insensitively; "
+        "`text`: a JSON integer or string compared by its text (an id sent as a number).",
     )
 
 
@@ -76,7 +77,7 @@ class When(_Strict):
     status: StatusSpec | list[StatusSpec] | None = None
     path: str | None = None
     equals: Scalar = None
-    compare: Literal["exact", "hex_id"] = "exact"
+    compare: Literal["exact", "hex_id", "text"] = "exact"
 
     @model_validator(mode="after")
     def _something(self) -> When:

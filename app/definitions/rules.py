@@ -59,6 +59,9 @@ class Expected:
             return (
                 isinstance(found, str) and isinstance(expected, str) and same_hex(found, expected)
             )
+        if self.compare == "text":
+            text = str(found) if is_int(found) or isinstance(found, str) else None
+            return text is not None and text == str(expected)
         # Types count: JSON `true` is not 1, `1.0` is not 1, `"1"` is not 1.
         if expected is None or isinstance(expected, bool):
             return found is expected

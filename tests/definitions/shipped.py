@@ -62,6 +62,7 @@ SMILE = Case(
     not_found="The requested customer does not exist.",
     secrets=(smile_io.SMILE_SANDBOX_KEY,),
     default_base_url="https://api.smile.io",
+    someone_else=b'{"customer":{"id":304169229,"points_balance":999}}',
 )
 SQUARE = Case(
     name="square_loyalty",
