@@ -63,6 +63,7 @@ def _demo(args: argparse.Namespace) -> int:
             port=args.port,
             iamport_port=args.iamport_port,
             gafapay_port=args.gafapay_port,
+            smile_port=args.smile_port,
         )
     )
     return 0
@@ -185,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--iamport-port", type=int, default=8001)
     demo.add_argument("--gafapay-port", type=int, default=8002)
+    demo.add_argument("--smile-port", type=int, default=8003)
     demo.set_defaults(run=_demo)
 
     sandbox = commands.add_parser(

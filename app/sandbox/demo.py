@@ -8,25 +8,40 @@ import signal
 import tempfile
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import jwt
 from pydantic import BaseModel
 
+import app.definitions
 from app.accounts.admin import seed
 from app.accounts.engine import build_engine
 from app.accounts.memory_store import load_accounts
 from app.accounts.migrate import upgrade
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
+from app.definitions.loader import read_definition
 from app.http_protocol import header_capped_protocol
 from app.main import create_app
 from app.providers.registry import BUILTIN_PLUGINS
 from app.sandbox.gafapay import GafapaySandbox, create_gafapay_app
 from app.sandbox.iamport import IamportSandbox, create_iamport_app
+from app.sandbox.loyalty.smile_io import (
+    DOCUMENTED_CUSTOMER,
+    SMILE_SANDBOX_KEY,
+    create_smile_app,
+    smile_sandbox,
+)
 from app.sandbox.servers import Served, ServerGroup, bind
 from app.settings import Settings
 
-DEMO_PLUGINS = {p.name: p for p in BUILTIN_PLUGINS}
+# A provider from a definition, served beside the two built-in ones (docs/definitions.md).
+SHIPPED_DEFINITIONS = Path(app.definitions.__file__).parent / "shipped"
+DEFINED = "smile_io"
+DEMO_PLUGINS = {
+    **{p.name: p for p in BUILTIN_PLUGINS},
+    DEFINED: read_definition(SHIPPED_DEFINITIONS / f"{DEFINED}.yaml"),
+}
 DEMO_ISSUER = "points-gateway-demo"
 
 # Sandbox-only credentials: they open nothing but the emulators below.
@@ -52,6 +67,12 @@ DEMO_ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
+# Alice also has Smile.io points (a defined provider); linked by the demo's operator.
+DEMO_DEFINED_ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
+    "alice": {DEFINED: {"customer_id": DOCUMENTED_CUSTOMER}},
+}
+
+
 def demo_sandboxes() -> tuple[IamportSandbox, GafapaySandbox]:
     """Emulator state holding the demo users' upstream accounts."""
     iamport = IamportSandbox(imp_key=DEMO_IMP_KEY, imp_secret=DEMO_IMP_SECRET)
@@ -64,12 +85,20 @@ def demo_sandboxes() -> tuple[IamportSandbox, GafapaySandbox]:
     return iamport, gafapay
 
 
-def demo_settings(iamport_url: str, gafapay_url: str, **overrides: object) -> Settings:
-    """Gateway settings pointing at the emulators (read from no environment)."""
+def demo_settings(
+    iamport_url: str, gafapay_url: str, smile_url: str | None = None, **overrides: object
+) -> Settings:
+    """Gateway settings pointing at the emulators (read from no environment); with `smile_url`
+    the defined Smile.io provider is served too."""
+    defined: dict[str, object] = {}
+    if smile_url is not None:
+        defined = {DEFINED: {"base_url": smile_url, "api_key": SMILE_SANDBOX_KEY}}
     values: dict[str, object] = {
         "sandbox": True,
-        "enabled_providers": ["benepia", "gafapay"],
+        "enabled_providers": ["benepia", "gafapay", *defined],
+        "providers_dir": SHIPPED_DEFINITIONS if defined else None,
         "providers": {
+            **defined,
             "benepia": {
                 "base_url": iamport_url,
                 "imp_key": DEMO_IMP_KEY,
@@ -87,9 +116,13 @@ def demo_settings(iamport_url: str, gafapay_url: str, **overrides: object) -> Se
     return Settings.model_validate(values)
 
 
-def demo_accounts() -> dict[str, dict[str, BaseModel]]:
-    """The demo users' linked accounts, validated."""
-    return load_accounts(DEMO_ACCOUNTS, DEMO_PLUGINS, source="demo accounts")
+def demo_accounts(*, defined: bool = False) -> dict[str, dict[str, BaseModel]]:
+    """The demo users' linked accounts, validated (with the defined provider's, if asked)."""
+    accounts = {user: dict(links) for user, links in DEMO_ACCOUNTS.items()}
+    if defined:
+        for user, links in DEMO_DEFINED_ACCOUNTS.items():
+            accounts.setdefault(user, {}).update(links)
+    return load_accounts(accounts, DEMO_PLUGINS, source="demo accounts")
 
 
 async def prepare_demo_database(database_url: str, keyring: Keyring) -> None:
@@ -98,7 +131,7 @@ async def prepare_demo_database(database_url: str, keyring: Keyring) -> None:
     await upgrade(engine)
     store = SqlAccountStore(engine, keyring, DEMO_PLUGINS, timeout=5.0)
     try:
-        await seed(store, demo_accounts(), DEMO_PLUGINS)
+        await seed(store, demo_accounts(defined=True), DEMO_PLUGINS)
     finally:
         await store.aclose()
 
@@ -130,13 +163,14 @@ def _banner(base: str, tokens: dict[str, str]) -> str:
             "tokens are signed with an ephemeral secret: all of it is gone when the demo stops.",
             "",
             "Try:",
-            f"  curl -s {auth} {base}/users/alice/points           # both providers",
+            f"  curl -s {auth} {base}/users/alice/points           # all three providers",
             f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_BOB" {base}/users/bob/points',
             f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_CAROL" {base}/users/carol/points'
             "   # Benepia refused: 200, complete: false",
             f'  curl -s -H "Authorization: Bearer $DEMO_TOKEN_NOBODY" {base}/users/nobody/points'
             "   # nothing linked: balances []",
             f"  curl -s {auth} {base}/users/alice/points/gafapay   # one provider",
+            f"  curl -s {auth} {base}/users/alice/points/smile_io  # one from a definition",
             f"  curl -s {auth} '{base}/users/alice/points?providers=benepia'",
             f"  curl -s {auth} {base}/users/alice/points/nope      # 404 unknown_provider",
             f"  curl -s {auth} {base}/users/bob/points             # 403: not alice's data",
@@ -148,11 +182,14 @@ def _banner(base: str, tokens: dict[str, str]) -> str:
     )
 
 
-async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int) -> None:
+async def run_demo(
+    *, host: str, port: int, iamport_port: int, gafapay_port: int, smile_port: int
+) -> None:
     """Serve the emulators and the gateway until SIGINT or SIGTERM."""
     iamport, gafapay = demo_sandboxes()
     iamport_app = Served(create_iamport_app(iamport), bind(host, iamport_port))
     gafapay_app = Served(create_gafapay_app(gafapay), bind(host, gafapay_port))
+    smile_app = Served(create_smile_app(smile_sandbox()), bind(host, smile_port))
     keys = Keyring.generate_entry("demo-ephemeral")
     with tempfile.TemporaryDirectory(prefix="points-gateway-demo-") as data_dir:
         database_url = f"sqlite+aiosqlite:///{data_dir}/demo.db"
@@ -161,6 +198,7 @@ async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int
         settings = demo_settings(
             iamport_app.url,
             gafapay_app.url,
+            smile_app.url,
             database_url=database_url,
             secret_keys=keys,
             auth={"jwt_secret": secret, "issuer": DEMO_ISSUER},
@@ -168,7 +206,8 @@ async def run_demo(*, host: str, port: int, iamport_port: int, gafapay_port: int
         gateway = Served(
             create_app(settings), bind(host, port), http=header_capped_protocol(settings.limits)
         )
-        await _serve(gateway, [iamport_app, gafapay_app, gateway], demo_tokens(secret))
+        served = [iamport_app, gafapay_app, smile_app, gateway]
+        await _serve(gateway, served, demo_tokens(secret))
 
 
 async def _serve(gateway: Served, served: list[Served], tokens: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 
 
-def demo_command(port: int, iamport_port: int, gafapay_port: int) -> list[str]:
-    """`points-gateway demo` serving on `port`, its emulators on the other two."""
+def demo_command(port: int, iamport_port: int, gafapay_port: int, smile_port: int) -> list[str]:
+    """`points-gateway demo` serving on `port`, its emulators on the other three."""
     return [
         *command(),
         "demo",
@@ -41,6 +42,8 @@ def demo_command(port: int, iamport_port: int, gafapay_port: int) -> list[str]:
         str(iamport_port),
         "--gafapay-port",
         str(gafapay_port),
+        "--smile-port",
+        str(smile_port),
     ]
 
 
@@ -60,21 +63,33 @@ def run_to_exit(args: list[str], cwd: Path, what: str) -> subprocess.CompletedPr
         pytest.fail(f"{what} did not exit within {RUN_TIMEOUT} s")
 
 
+@dataclass(frozen=True)
+class Demo:
+    """The demo process, its base URL, its stdout file and two of its emulators' URLs."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    stdout: Path
+    gafapay: str
+    smile: str
+
+
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, str]]:
-    """The demo process, its base URL, its stdout file and its GafaPay emulator's URL."""
-    port, iamport_port, gafapay_port = free_ports(3)
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """`points-gateway demo` on free ports; always killed at the end."""
+    port, iamport_port, gafapay_port, smile_port = free_ports(4)
     stdout = tmp_path / "stdout.txt"
     with stdout.open("wb") as out, (tmp_path / "stderr.txt").open("wb") as err:
         proc = subprocess.Popen(
-            demo_command(port, iamport_port, gafapay_port),
+            demo_command(port, iamport_port, gafapay_port, smile_port),
             stdout=out,
             stderr=err,
             env=clean_env(),
             cwd=tmp_path,
         )
     try:
-        yield proc, f"http://{HOST}:{port}", stdout, f"http://{HOST}:{gafapay_port}"
+        urls = [f"http://{HOST}:{p}" for p in (port, gafapay_port, smile_port)]
+        yield Demo(proc, urls[0], stdout, urls[1], urls[2])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -94,11 +109,11 @@ def printed_tokens(stdout: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_demo_serves_the_demo_users_and_stops_on_signal(
-    demo: tuple[subprocess.Popen[bytes], str, Path, str],
+    demo: Demo,
     tmp_path: Path,
     stop_signal: signal.Signals,
 ) -> None:
-    proc, base, stdout, _ = demo
+    proc, base, stdout = demo.proc, demo.base, demo.stdout
     wait_healthy(proc, base, tmp_path / "stderr.txt")
     tokens = printed_tokens(stdout)
 
@@ -124,6 +139,7 @@ def test_demo_serves_the_demo_users_and_stops_on_signal(
     assert {b["provider"]: b["points"] for b in alice.json()["balances"]} == {
         "benepia": "12000",
         "gafapay": "250.0",
+        "smile_io": "300",  # a provider from a definition (app/definitions/shipped/smile_io.yaml)
     }
     assert carol.status_code == 200, carol.text
     assert carol.json()["complete"] is False
@@ -151,11 +167,9 @@ def test_demo_serves_the_demo_users_and_stops_on_signal(
     assert "Authorization: Bearer $DEMO_TOKEN_ALICE" in printed
 
 
-def test_a_gafapay_id_alone_reads_no_ones_balance_on_the_demo(
-    demo: tuple[subprocess.Popen[bytes], str, Path, str], tmp_path: Path
-) -> None:
+def test_a_gafapay_id_alone_reads_no_ones_balance_on_the_demo(demo: Demo, tmp_path: Path) -> None:
     """Issue 13's attack, against the served demo: bob's GafaPay id with alice's token."""
-    proc, base, stdout, gafapay = demo
+    proc, base, stdout, gafapay = demo.proc, demo.base, demo.stdout, demo.gafapay
     wait_healthy(proc, base, tmp_path / "stderr.txt")
     alice = {"authorization": f"Bearer {printed_tokens(stdout)['alice']}"}
     bob_ids = DEMO_ACCOUNTS["bob"]["gafapay"]
@@ -191,6 +205,7 @@ def test_a_gafapay_id_alone_reads_no_ones_balance_on_the_demo(
     assert {b["provider"]: b["points"] for b in merged.json()["balances"]} == {
         "benepia": "12000",
         "gafapay": "250.0",
+        "smile_io": "300",
     }
 
 
@@ -206,15 +221,38 @@ def test_serve_without_credentials_exits_2_naming_the_setting(tmp_path: Path) ->
 
 
 def test_demo_on_a_busy_port_says_so_without_a_traceback(tmp_path: Path) -> None:
-    iamport_port, gafapay_port = free_ports(2)
+    iamport_port, gafapay_port, smile_port = free_ports(3)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind((HOST, 0))
         busy.listen()
         port = int(busy.getsockname()[1])
         done = run_to_exit(
-            demo_command(port, iamport_port, gafapay_port), tmp_path, "demo on a busy port"
+            demo_command(port, iamport_port, gafapay_port, smile_port),
+            tmp_path,
+            "demo on a busy port",
         )
 
     assert done.returncode != 0
     assert "Traceback" not in done.stderr, done.stderr
     assert str(port) in done.stderr
+
+
+def test_the_defined_provider_has_its_emulator_and_fault_knobs(demo: Demo, tmp_path: Path) -> None:
+    """Smile.io, served from its definition, fails alone when its emulator is told to."""
+    wait_healthy(demo.proc, demo.base, tmp_path / "stderr.txt")
+    alice = {"authorization": f"Bearer {printed_tokens(demo.stdout)['alice']}"}
+    with httpx.Client(base_url=demo.base, timeout=10.0) as client:
+        # Nothing of alice's is cached yet, so no stale balance stands in for the failure.
+        knob = client.post(f"{demo.smile}/__sandbox/faults", json={"key": "*", "status": 500})
+        failing = client.get("/users/alice/points", headers=alice)
+        client.delete(f"{demo.smile}/__sandbox/faults")
+        fine = client.get("/users/alice/points/smile_io", headers=alice)
+        listed = client.get("/providers")
+    assert fine.status_code == 200, fine.text
+    assert (fine.json()["points"], fine.json()["unit"]) == ("300", "smile_io_point")
+    assert knob.status_code == 200, knob.text
+    entries = {b["provider"]: b for b in failing.json()["balances"]}
+    assert failing.json()["complete"] is False
+    assert entries["smile_io"]["error"]["code"] == "upstream_error"
+    assert entries["benepia"]["status"] == entries["gafapay"]["status"] == "ok"
+    assert [p["name"] for p in listed.json()["providers"]] == ["benepia", "gafapay", "smile_io"]

@@ -48,7 +48,12 @@ def gateway_settings(iamport_url: str, gafapay_url: str, **benepia_overrides: ob
         section["timeout"] = PROVIDER_TIMEOUT
     providers["benepia"].update(benepia_overrides)
     return demo_settings(
-        iamport_url, gafapay_url, providers=providers, request_deadline=REQUEST_DEADLINE, **PLAIN
+        iamport_url,
+        gafapay_url,
+        None,  # no defined provider
+        providers=providers,
+        request_deadline=REQUEST_DEADLINE,
+        **PLAIN,
     )
 
 
