@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Protocol, Self, TypeAlias
+from typing import Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import Request
@@ -274,17 +274,27 @@ class FaultRequest(BaseModel):
         )
 
 
-class SandboxState(Protocol):
-    """What the admin routes need from an emulator's state."""
+class SandboxState:
+    """What every emulator's state has, and the admin routes use: fault knobs and call counts."""
+
+    def __init__(self, endpoints: Iterable[str]) -> None:
+        self._faults = FaultBook()
+        self._calls = CallCounter(tuple(endpoints))
 
     @property
-    def faults(self) -> FaultBook: ...
+    def faults(self) -> FaultBook:
+        """Injected faults, by the key each emulator names (an account, "*", an endpoint)."""
+        return self._faults
 
     @property
-    def calls(self) -> CallCounter: ...
+    def calls(self) -> CallCounter:
+        """Per-endpoint request counts."""
+        return self._calls
 
     def reset(self) -> None:
-        """Clear faults and counters."""
+        """Clear faults and counters (an emulator that records more clears that too)."""
+        self._faults.clear()
+        self._calls.reset()
 
 
 def _json_response(content: Json, status: int = 200) -> Response:

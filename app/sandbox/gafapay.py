@@ -19,9 +19,8 @@ from starlette.routing import Route
 
 from app.sandbox.faults import (
     JSON_TYPE,
-    CallCounter,
-    FaultBook,
     Json,
+    SandboxState,
     admin_routes,
     apply_fault,
     dump_json,
@@ -76,7 +75,7 @@ class UserPointsQuery:
     currency_id: str | None
 
 
-class GafapaySandbox:
+class GafapaySandbox(SandboxState):
     """State of the GafaPay emulator: company, accepted JWTs and accounts.
 
     Two kinds of token open the points endpoint: the merchant tokens in `tokens` (any user's
@@ -86,24 +85,14 @@ class GafapaySandbox:
     """
 
     def __init__(self, *, company_id: str, tokens: set[str]) -> None:
+        # Faults keyed by normalized user_id or "*".
+        super().__init__((USER_POINTS,))
         self.company_id = company_id
         self.tokens = tokens
         self._signing_key = secrets.token_bytes(32)
         # Keyed by normalize_id(user_id), normalize_id(currency_id).
         self.accounts: dict[tuple[str, str], GafapayAccount] = {}
         self.last_request_ids: list[str] = []
-        self._faults = FaultBook()
-        self._calls = CallCounter((USER_POINTS,))
-
-    @property
-    def faults(self) -> FaultBook:
-        """Injected faults, keyed by normalized user_id or "*"."""
-        return self._faults
-
-    @property
-    def calls(self) -> CallCounter:
-        """Per-endpoint request counts."""
-        return self._calls
 
     @property
     def points_calls(self) -> int:
@@ -148,8 +137,7 @@ class GafapaySandbox:
 
     def reset(self) -> None:
         """Clear faults, counters and recorded request ids."""
-        self._faults.clear()
-        self._calls.reset()
+        super().reset()
         self.last_request_ids.clear()
 
     def customer_token(self, user_id: str, *, lifetime: int = CUSTOMER_TOKEN_LIFETIME) -> str:

@@ -15,9 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.sandbox.faults import (
-    CallCounter,
-    FaultBook,
     Json,
+    SandboxState,
     admin_routes,
     apply_fault,
     dump_json,
@@ -90,7 +89,7 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-class IamportSandbox:
+class IamportSandbox(SandboxState):
     """State of the iamport emulator: credentials, the current token, Benepia accounts."""
 
     def __init__(
@@ -103,29 +102,19 @@ class IamportSandbox:
     ) -> None:
         if token_ttl <= EXTEND_WINDOW:
             raise ValueError(f"token_ttl must be more than {EXTEND_WINDOW} seconds")
+        # Faults keyed by benepia_user, "*" or "getToken".
+        super().__init__((GET_TOKEN, BENEPIA_POINT))
         self.imp_key = imp_key
         self._imp_secret = imp_secret
         self.token_ttl = token_ttl
         self.clock = clock
         self.accounts: dict[str, BenepiaAccount] = {}
         self.point_requests: list[PointRequestRecord] = []
-        self._faults = FaultBook()
-        self._calls = CallCounter((GET_TOKEN, BENEPIA_POINT))
         self._token: str | None = None
         self._expires_at = 0
 
     def __repr__(self) -> str:
         return f"IamportSandbox(imp_key={self.imp_key!r}, accounts={len(self.accounts)})"
-
-    @property
-    def faults(self) -> FaultBook:
-        """Injected faults, keyed by benepia_user, "*" or "getToken"."""
-        return self._faults
-
-    @property
-    def calls(self) -> CallCounter:
-        """Per-endpoint request counts."""
-        return self._calls
 
     @property
     def get_token_calls(self) -> int:
@@ -154,8 +143,7 @@ class IamportSandbox:
 
     def reset(self) -> None:
         """Clear faults, counters and request records."""
-        self._faults.clear()
-        self._calls.reset()
+        super().reset()
         self.point_requests.clear()
 
     def _token_live(self) -> bool:

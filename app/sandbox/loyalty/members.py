@@ -10,7 +10,7 @@ from decimal import Decimal
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.sandbox.faults import CallCounter, ErrorBody, FaultBook, apply_fault
+from app.sandbox.faults import ErrorBody, SandboxState, apply_fault
 
 
 @dataclass(slots=True)
@@ -23,26 +23,16 @@ class Member:
     pending: Decimal = Decimal(0)
 
 
-class LoyaltySandbox:
+class LoyaltySandbox(SandboxState):
     """Members keyed by the platform's customer key, the credentials it accepts, and its knobs."""
 
     def __init__(self, *, endpoint: str, credentials: set[str], lowercase_keys: bool = False):
+        # Faults keyed by the customer key as stored (emails lowercased) or "*".
+        super().__init__((endpoint,))
         self.endpoint = endpoint
         self.credentials = credentials
         self.members: dict[str, Member] = {}
         self._lowercase = lowercase_keys
-        self._faults = FaultBook()
-        self._calls = CallCounter((endpoint,))
-
-    @property
-    def faults(self) -> FaultBook:
-        """Injected faults, keyed by customer key as stored (emails lowercased) or "*"."""
-        return self._faults
-
-    @property
-    def calls(self) -> CallCounter:
-        """Requests received by the balance endpoint."""
-        return self._calls
 
     @property
     def balance_calls(self) -> int:
@@ -72,11 +62,6 @@ class LoyaltySandbox:
         """Whether `credential` is one of the accepted sandbox credentials."""
         given = (credential or "").encode()
         return bool(given) and any(hmac.compare_digest(given, c.encode()) for c in self.credentials)
-
-    def reset(self) -> None:
-        """Clear faults and counters."""
-        self._faults.clear()
-        self._calls.reset()
 
     async def answer(
         self, request: Request, key: str | None, status: int, body: bytes, error_body: ErrorBody
