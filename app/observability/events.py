@@ -7,6 +7,7 @@ the metrics of the app serving the request (`current_metrics()`; none outside a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextvars import ContextVar
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
-from app.errors import GatewayError
+from app.errors import GatewayError, UpstreamTimeout
 from app.observability import tracing
 from app.observability.logging import HotLogger
 from app.observability.metrics import current_metrics
@@ -36,6 +37,9 @@ class _Attempt:
 
 # The attempt in progress in this task, so the outbound exchange can note the HTTP status it got.
 _attempt: ContextVar[_Attempt | None] = ContextVar("points_upstream_attempt", default=None)
+# When the call's own timeout fires (event-loop time): an attempt cancelled by it timed out, and
+# is logged and counted as the client sees it (upstream_timeout), not as `cancelled`.
+call_deadline: ContextVar[float | None] = ContextVar("points_call_deadline", default=None)
 
 
 def note_upstream_status(status: int) -> None:
@@ -46,12 +50,18 @@ def note_upstream_status(status: int) -> None:
 
 
 def _outcome(exc: BaseException | None) -> str:
-    """The outcome label: ok, a gateway error's problem code, internal_error, or cancelled."""
+    """The outcome label: ok, a gateway error's problem code, internal_error, or cancelled
+    (the caller went away before the call's own timeout)."""
     if exc is None:
         return "ok"
     if isinstance(exc, GatewayError):
         return exc.code
-    return "internal_error" if isinstance(exc, Exception) else "cancelled"
+    if isinstance(exc, Exception):
+        return "internal_error"
+    deadline = call_deadline.get()
+    if deadline is not None and asyncio.get_running_loop().time() >= deadline - 0.001:
+        return UpstreamTimeout.code
+    return "cancelled"
 
 
 class upstream_attempt:

@@ -254,8 +254,10 @@ class BalanceFetcher:
         *,
         whole: bool,
     ) -> ProviderBalance:
+        budget = max(budget, 0)
+        deadline = events.call_deadline.set(asyncio.get_running_loop().time() + budget)
         try:
-            async with asyncio.timeout(max(budget, 0)):
+            async with asyncio.timeout(budget):
                 return await call
         except TimeoutError:
             # Only a provider that used its whole timeout is unwell; a caller's short deadline
@@ -265,6 +267,8 @@ class BalanceFetcher:
                 guard.breaker.record_failure()
                 _report_breaker(provider, guard)
             raise
+        finally:
+            events.call_deadline.reset(deadline)
 
     async def _through_guards(
         self,
