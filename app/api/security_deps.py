@@ -10,9 +10,10 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from app.api.deps import GatewayDep, get_gateway
-from app.errors import InternalError
+from app.errors import InternalError, InvalidRequest
 from app.security.policy import authorize
 from app.security.principal import Principal
+from app.users import USER_ID_PATTERN, is_user_id
 
 # auto_error off: missing credentials become our own 401 problem, not FastAPI's 403.
 _bearer = HTTPBearer(
@@ -29,6 +30,12 @@ SECURITY_SCHEMES: dict[str, Any] = {
 SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 # OpenAPI's "no credentials" alternative first: the route answers anonymous callers too.
 OPTIONAL_SECURITY: list[dict[str, list[str]]] = [{}, *SECURITY_REQUIREMENT]
+# As FastAPI words a path parameter failing its pattern.
+_BAD_USER_ID = {
+    "loc": ("path", "user_id"),
+    "msg": f"String should match pattern '{USER_ID_PATTERN}'",
+    "type": "string_pattern_mismatch",
+}
 
 
 class Authorize:
@@ -45,7 +52,15 @@ class Authorize:
         principal = await gateway.security.authenticate(request, authorization, api_key)
         request.state.principal = principal  # the request log line names who called
         await gateway.security.limit(principal, request)
-        authorize(principal, request.path_params["user_id"], self.scope)
+        user_id = request.path_params["user_id"]
+        if not is_user_id(user_id):
+            # Checked before the policy (which would answer 403 for an id that is nobody's) and
+            # after authentication (an anonymous caller learns nothing about ids): FastAPI
+            # validates path parameters only after every dependency has run.
+            raise InvalidRequest(
+                "The request failed validation; see `errors`.", field_errors=[_BAD_USER_ID]
+            )
+        authorize(principal, user_id, self.scope)
         return principal
 
 

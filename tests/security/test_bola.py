@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 
 from app.main import create_app
 from app.route_walk import leaf_routes
+from app.users import USER_ID_PATTERN
 from tests.conftest import customer_token, make_store
 from tests.security.conftest import (
     ALICE_BENEPIA,
@@ -79,6 +80,7 @@ ROUTES = [
     Route("PUT", "/users/{user}/accounts/nope", "accounts:write", ALICE_BENEPIA, UNKNOWN),
     Route("DELETE", "/users/{user}/accounts/nope", "accounts:write", None, UNKNOWN),
 ]
+ANY_PATTERN_MESSAGE = f"String should match pattern '{USER_ID_PATTERN}'"
 by_route = pytest.mark.parametrize("route", ROUTES, ids=[r.id for r in ROUTES])
 
 
@@ -131,6 +133,32 @@ async def test_user_token_on_another_id_is_forbidden(
         )
     # Said the same way whether or not the other user exists: no enumeration.
     assert body["detail"] == "This token may only act on its own user."
+
+
+@by_route
+@pytest.mark.parametrize("credentials", ["own token", "service key"])
+async def test_an_invalid_user_id_is_422_whoever_asks(
+    serve_gateway: ServeGateway, route: Route, credentials: str
+) -> None:
+    """An id no user can have is a bad request, not a refusal (README: invalid id is 422)."""
+    headers = (
+        bearer(user_token("bob")) if credentials == "own token" else api_key(key_with(route.scope))
+    )
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        body = await assert_refused(gw, route, "b%20ob", headers, 422, "invalid_request")
+    assert body["errors"] == [
+        {"loc": ["path", "user_id"], "msg": ANY_PATTERN_MESSAGE, "type": "string_pattern_mismatch"}
+    ]
+
+
+@by_route
+async def test_an_invalid_user_id_without_credentials_is_401(
+    serve_gateway: ServeGateway, route: Route
+) -> None:
+    async with serve_gateway() as gw:
+        mock_providers(gw.upstream)
+        assert_unauthorized(await call(gw, route, "b%20ob", {}))
 
 
 @by_route
