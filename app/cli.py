@@ -156,12 +156,13 @@ def _providers_schema(args: argparse.Namespace) -> int:
 
 
 def _providers_try(args: argparse.Namespace) -> int:
+    from app.points.models import BalanceStatus
     from app.provider_trial import try_provider
     from app.settings import get_settings
 
     balance = asyncio.run(try_provider(get_settings(), args.name, args.account))
     print(balance.model_dump_json(indent=2))
-    return 0 if balance.status == "ok" else 1
+    return 0 if balance.status is BalanceStatus.OK else 1
 
 
 def _positive(text: str) -> int:

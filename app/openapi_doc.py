@@ -30,6 +30,12 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _NEVER_SHED = ("/healthz", "/readyz")
 
 
+# The first is what generated clients default to: the origin serving the document (a frontend
+# behind the same host, Swagger UI's "Try it out"); the demo's address is there to pick.
+SERVERS: list[dict[str, str]] = [
+    {"url": "/", "description": "The gateway serving this document."},
+    {"url": "http://127.0.0.1:8000", "description": "The demo (`make demo`)."},
+]
 _PROBLEM_SCHEMAS = ("#/components/schemas/Problem", "#/components/schemas/PointsProblem")
 
 
@@ -85,6 +91,7 @@ def build_openapi(app: FastAPI, plugins: Iterable[ProviderPlugin]) -> dict[str, 
         version=app.version,
         description=app.description,
         routes=app.routes,
+        servers=SERVERS,
     )
     paths = doc.get("paths", {})
     for route in leaf_routes(app.routes):

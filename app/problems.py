@@ -10,10 +10,11 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.answer_model import AnswerModel
 from app.errors import GatewayError, InternalError, InvalidRequest, MethodNotAllowed, NotFound
 from app.request_context import request_id_of
 from app.route_walk import leaf_routes
@@ -32,7 +33,7 @@ def problem_type(code: str) -> str:
     return f"urn:points-gateway:problem:{code}"
 
 
-class FieldError(BaseModel):
+class FieldError(AnswerModel):
     """One failed validation rule of an invalid request."""
 
     loc: list[str | int]
@@ -49,7 +50,7 @@ def _optional(description: str | None = None) -> Any:
     return Field(default=None, description=description, exclude_if=_is_none)
 
 
-class Problem(BaseModel):
+class Problem(AnswerModel):
     """An RFC 9457 problem object with the gateway's extension members."""
 
     type: str = Field(examples=["urn:points-gateway:problem:upstream_timeout"])

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from app.accounts.ownership import require_proof
+from app.answer_model import AnswerModel
 from app.api.deps import GatewayDep, PointsQuery
 from app.api.docs import problems
 from app.api.params import PERSONAL, UserId
@@ -27,7 +28,7 @@ router = APIRouter(tags=["accounts"])
 AccountFields = Annotated[dict[str, object], Body(description="The provider's account fields.")]
 
 
-class LinkedAccountInfo(BaseModel):
+class LinkedAccountInfo(AnswerModel):
     """A linked account as the gateway shows it: never a secret."""
 
     provider: str
@@ -37,7 +38,7 @@ class LinkedAccountInfo(BaseModel):
     last_fetch_at: datetime | None
 
 
-class LinkedAccountList(BaseModel):
+class LinkedAccountList(AnswerModel):
     """The user's linked accounts, in provider order."""
 
     user_id: str

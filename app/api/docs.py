@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.errors import GatewayError, UpstreamTimeout
-from app.points.models import Balance, PointsAnswer
+from app.points.models import Balance, BalanceStatus, PointsAnswer
 from app.problems import Problem, problem_from
 from app.providers.base import ProviderPlugin
 
@@ -46,7 +46,11 @@ def _problem_example(error: GatewayError, instance: str) -> dict[str, Any]:
 
 def _benepia_ok() -> Balance:
     return Balance(
-        provider="benepia", status="ok", points=Decimal(12000), unit="benepia_point", as_of=_AS_OF
+        provider="benepia",
+        status=BalanceStatus.OK,
+        points=Decimal(12000),
+        unit="benepia_point",
+        as_of=_AS_OF,
     )
 
 
@@ -58,7 +62,7 @@ def points_examples() -> dict[str, Any]:
     """Examples of get_user_points' 200: every provider answered, and only some did."""
     gafapay_ok = Balance(
         provider="gafapay",
-        status="ok",
+        status=BalanceStatus.OK,
         points=Decimal("250.0"),
         unit=f"gafapay:{_CURRENCY}",
         as_of=_AS_OF,
@@ -66,7 +70,7 @@ def points_examples() -> dict[str, Any]:
     )
     gafapay_failed = Balance(
         provider="gafapay",
-        status="error",
+        status=BalanceStatus.ERROR,
         error=problem_from(_gafapay_timeout(), instance=None, request_id=None),
     )
     complete = PointsAnswer(user_id="alice", complete=True, balances=[_benepia_ok(), gafapay_ok])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
+from app.answer_model import AnswerModel
 from app.api.deps import GatewayDep
 from app.errors import StoreUnavailable
 from app.observability.shutdown import ShutdownState
@@ -15,7 +16,7 @@ from app.observability.shutdown import ShutdownState
 router = APIRouter(tags=["health"])
 
 
-class Health(BaseModel):
+class Health(AnswerModel):
     """The process is up and serving."""
 
     status: Literal["ok"] = "ok"
@@ -27,11 +28,26 @@ async def get_health() -> Health:
     return Health()
 
 
-class Readiness(BaseModel):
+class ReadinessStatus(StrEnum):
+    """Whether this instance should get traffic."""
+
+    READY = "ready"
+    NOT_READY = "not_ready"
+
+
+class CheckStatus(StrEnum):
+    """What one dependency said: `degraded` serves on (a cache down), `failed` does not."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class Readiness(AnswerModel):
     """Whether this instance should get traffic, and what each dependency said."""
 
-    status: Literal["ready", "not_ready"]
-    checks: dict[str, Literal["ok", "degraded", "failed"]]
+    status: ReadinessStatus
+    checks: dict[str, CheckStatus]
 
 
 @router.get(
@@ -45,18 +61,20 @@ async def get_readiness(request: Request, gateway: GatewayDep) -> Response:
     """Ready while the account store answers; a Redis outage is `degraded`, not unready."""
     # From the shutdown signal on (serve) or the lifespan shutdown (any server), `shutdown` is
     # `failed` and the answer 503: traffic stops coming while the requests in flight finish.
-    checks: dict[str, Literal["ok", "degraded", "failed"]] = {}
+    checks: dict[str, CheckStatus] = {}
     try:
         await gateway.store.ping()
-        checks["store"] = "ok"
+        checks["store"] = CheckStatus.OK
     except StoreUnavailable:
-        checks["store"] = "failed"
-    checks["cache"] = "ok" if gateway.cache_healthy else "degraded"
+        checks["store"] = CheckStatus.FAILED
+    checks["cache"] = CheckStatus.OK if gateway.cache_healthy else CheckStatus.DEGRADED
     shutdown = getattr(request.app.state, "shutdown", None)
     if isinstance(shutdown, ShutdownState) and shutdown.started:
-        checks["shutdown"] = "failed"
-    ready = checks["store"] == "ok" and "shutdown" not in checks
-    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
+        checks["shutdown"] = CheckStatus.FAILED
+    ready = checks["store"] is CheckStatus.OK and "shutdown" not in checks
+    body = Readiness(
+        status=ReadinessStatus.READY if ready else ReadinessStatus.NOT_READY, checks=checks
+    )
     return Response(
         body.model_dump_json(), status_code=200 if ready else 503, media_type="application/json"
     )

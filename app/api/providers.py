@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
+from app.answer_model import AnswerModel
 from app.api.deps import GatewayDep
 from app.api.docs import problems
 from app.api.security_deps import OptionalPrincipal
@@ -16,10 +17,18 @@ from app.security.principal import Principal
 router = APIRouter(tags=["providers"])
 
 
-class CircuitInfo(BaseModel):
+class CircuitState(StrEnum):
+    """A circuit breaker's state."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitInfo(AnswerModel):
     """The provider's circuit breaker: `open` means calls fail fast for `retry_after` seconds."""
 
-    state: Literal["closed", "open", "half_open"]
+    state: CircuitState
     consecutive_failures: int
     retry_after: int | None
 
@@ -28,7 +37,7 @@ def _is_none(value: object) -> bool:
     return value is None
 
 
-class ProviderInfo(BaseModel):
+class ProviderInfo(AnswerModel):
     """One configured provider."""
 
     name: str
@@ -42,7 +51,7 @@ class ProviderInfo(BaseModel):
     )
 
 
-class ProviderList(BaseModel):
+class ProviderList(AnswerModel):
     """The configured providers, in answer order."""
 
     providers: list[ProviderInfo]

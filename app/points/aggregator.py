@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from app.accounts.store import AccountStore, LinkedAccount
 from app.errors import AccountNotLinked, GatewayError, StoreUnavailable
 from app.points.fetcher import BalanceFetcher, error_entry
-from app.points.models import Balance, PointsAnswer
+from app.points.models import Balance, BalanceStatus, PointsAnswer
 from app.providers.base import CallContext
 from app.providers.registry import Registry
 
@@ -64,7 +64,7 @@ class Aggregator:
         entries = await asyncio.gather(
             *(self._entry(user_id, n, linked.get(n), call, deadline_at, options) for n in names)
         )
-        answered = [e.provider for e in entries if e.status == "ok" and not e.cached]
+        answered = [e.provider for e in entries if e.status is BalanceStatus.OK and not e.cached]
         if answered:
             self._store.note_fetched(user_id, answered)
         complete = all(e.status == "ok" for e in entries)

@@ -19,7 +19,7 @@ from app.errors import (
     UpstreamTimeout,
 )
 from app.observability import events
-from app.points.models import Balance
+from app.points.models import Balance, BalanceStatus
 from app.problems import problem_from
 from app.providers.base import CallContext, ProviderBalance
 from app.providers.registry import Registry
@@ -40,7 +40,9 @@ def error_entry(provider: str, error: GatewayError) -> Balance:
     """The answer entry of a provider that failed."""
     error.provider = error.provider or provider
     return Balance(
-        provider=provider, status="error", error=problem_from(error, instance=None, request_id=None)
+        provider=provider,
+        status=BalanceStatus.ERROR,
+        error=problem_from(error, instance=None, request_id=None),
     )
 
 
@@ -49,7 +51,7 @@ def _ok_entry(
 ) -> Balance:
     return Balance(
         provider=provider,
-        status="ok",
+        status=BalanceStatus.OK,
         points=value.points,
         unit=value.unit,
         as_of=value.as_of,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field, PlainSerializer, WithJsonSchema
+from pydantic import Field, PlainSerializer, WithJsonSchema
 
+from app.answer_model import AnswerModel
 from app.problems import Problem
 
 PointsDecimal = Annotated[
@@ -25,11 +27,18 @@ PointsDecimal = Annotated[
 ]
 
 
-class Balance(BaseModel):
+class BalanceStatus(StrEnum):
+    """Whether a balance entry holds points (`ok`) or the problem that kept them away."""
+
+    OK = "ok"
+    ERROR = "error"
+
+
+class Balance(AnswerModel):
     """One provider's entry in an answer: a balance, or the problem that kept it away."""
 
     provider: str = Field(examples=["benepia"])
-    status: Literal["ok", "error"]
+    status: BalanceStatus
     points: PointsDecimal | None = None
     unit: str | None = Field(default=None, examples=["benepia_point"])
     as_of: datetime | None = Field(default=None, description="When the provider gave this value.")
@@ -45,7 +54,7 @@ class Balance(BaseModel):
     )
 
 
-class PointsAnswer(BaseModel):
+class PointsAnswer(AnswerModel):
     """Every balance a user holds across their linked providers."""
 
     user_id: str

@@ -134,3 +134,53 @@ def test_points_examples(doc: dict[str, Any]) -> None:
     examples = ok["content"]["application/json"]["examples"]
     assert examples["complete"]["value"]["complete"] is True
     assert examples["partial"]["value"]["complete"] is False
+
+
+def test_servers_name_the_serving_origin_first_and_the_demo(doc: dict[str, Any]) -> None:
+    assert [server["url"] for server in doc["servers"]] == ["/", "http://127.0.0.1:8000"]
+
+
+def test_fields_always_sent_are_required(doc: dict[str, Any]) -> None:
+    """Only fields left out of the JSON when empty are optional (generated types follow)."""
+    schemas = doc["components"]["schemas"]
+    optional = {
+        name: sorted(set(schema.get("properties", {})) - set(schema.get("required", ())))
+        for name, schema in schemas.items()
+        if "properties" in schema and not name.endswith("Account")
+    }
+    problem_members = [
+        "errors",
+        "instance",
+        "provider",
+        "request_id",
+        "retry_after",
+        "upstream_code",
+        "upstream_status",
+    ]
+    assert optional == {
+        "Balance": ["details"],
+        "CircuitInfo": [],
+        "FieldError": [],
+        "Health": [],
+        "LinkedAccountInfo": [],
+        "LinkedAccountList": [],
+        "PointsAnswer": [],
+        "PointsProblem": problem_members,
+        "Problem": problem_members,
+        "ProviderInfo": ["circuit"],
+        "ProviderList": [],
+        "Readiness": [],
+    }
+
+
+def test_enums_are_named_schemas(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    assert schemas["Balance"]["properties"]["status"] == {
+        "$ref": "#/components/schemas/BalanceStatus"
+    }
+    assert schemas["Readiness"]["properties"]["status"] == {
+        "$ref": "#/components/schemas/ReadinessStatus"
+    }
+    for name in ("BalanceStatus", "ReadinessStatus", "CheckStatus", "CircuitState"):
+        assert schemas[name]["type"] == "string"
+        assert schemas[name]["enum"]

@@ -97,6 +97,12 @@ const sample: PointsAnswer = {
   ],
 };
 export const total: string = totalPoints(sample);
+
+// Always sent, so required: no `undefined` to handle.
+type Balance = components["schemas"]["Balance"];
+export const pointsOf = (b: Balance): string | null => b.points;
+export const wasCached = (b: Balance): boolean => b.cached || b.stale;
+export const isOk = (s: components["schemas"]["BalanceStatus"]): boolean => s === "ok";
 """
 
 WRONG = """\
