@@ -1,4 +1,4 @@
-"""The `points-gateway` command: serve, demo, openapi."""
+"""The `points-gateway` command line: demo, serve, and the operator's commands."""
 
 from __future__ import annotations
 
@@ -11,25 +11,27 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import __version__
 from app.errors import ConfigurationError, GatewayError
 from app.observability.logging import configure_logging
+from app.settings import explain
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.gateway import preflight
     from app.gc_tuning import tune_for_serving
     from app.http_protocol import header_capped_protocol
     from app.main import create_app
     from app.observability.shutdown import GracefulServer
-    from app.settings import get_settings
+    from app.startup_check import load_settings, preflight
 
-    settings = get_settings()
+    loaded = load_settings()
+    settings = loaded.settings
     # JSON lines by default (POINTS_LOG_FORMAT); uvicorn's own loggers go through the same handler.
     configure_logging(settings.log_format, settings.log_level)
-    # Configuration errors surface here, as one clear line, not inside uvicorn's lifespan.
-    asyncio.run(preflight(settings))
+    # Configuration errors surface here, all of them at once, not inside uvicorn's lifespan.
+    asyncio.run(preflight(loaded))
     app = create_app(settings)
     tune_for_serving()
     common: dict[str, Any] = {
@@ -87,7 +89,7 @@ def _openapi(args: argparse.Namespace) -> int:
     # The document does not depend on configuration, so none is read from the environment.
     settings = Settings.model_validate({"enabled_providers": [], "auth": {"mode": "disabled"}})
     text = render_openapi(create_app(settings, store=MemoryAccountStore()))
-    if args.output in (None, "-"):
+    if args.output == "-":
         sys.stdout.write(text)
     else:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -98,8 +100,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     from app.accounts.admin import db_upgrade
     from app.settings import get_settings
 
-    asyncio.run(db_upgrade(get_settings()))
-    print("points-gateway: database schema is up to date")
+    done = asyncio.run(db_upgrade(get_settings()))
+    print(f"points-gateway: {done.describe()}")
     return 0
 
 
@@ -165,6 +167,21 @@ def _providers_try(args: argparse.Namespace) -> int:
     return 0 if balance.status is BalanceStatus.OK else 1
 
 
+_DATABASE_SETTING = "POINTS_DATABASE_URL; unset, SQLite in POINTS_DATA_DIR"
+
+
+def _report_configuration(problems: list[str]) -> None:
+    if len(problems) == 1:
+        print(f"points-gateway: configuration error: {problems[0]}", file=sys.stderr)
+        return
+    lines = [f"points-gateway: {len(problems)} configuration errors:"]
+    for problem in problems:
+        first, *rest = problem.splitlines()
+        lines.append(f"  - {first}")
+        lines.extend(f"  {line}" for line in rest)
+    print("\n".join(lines), file=sys.stderr)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -172,73 +189,168 @@ def _positive(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written; an option's default shown after its help, when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.default in (None, argparse.SUPPRESS)
+            or "default" in text
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: {action.default})"
+
+
+_DESCRIPTION = """\
+One REST API for a user's loyalty and reward-point balances across providers.
+
+Start with `points-gateway demo` (the gateway and sandbox emulators on 127.0.0.1:8000, no setup);
+`points-gateway COMMAND --help` says more about each command.
+"""
+
+_SERVE_DESCRIPTION = """\
+Serve the gateway with uvicorn. Everything but the address is configured by POINTS_* environment
+variables (README: Configuration; a minimal environment against the demo's emulators is in
+README: Serve). Every missing or invalid setting is reported at once, before binding.
+
+Exit codes: 0 stopped, 2 configuration error, 3 startup failed.
+"""
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65_535:
+        raise argparse.ArgumentTypeError("a port is 0-65535")
+    return value
+
+
+def _address(parser: argparse.ArgumentParser, port: int, what: str = "the gateway") -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", type=_port, default=port, help=f"the port of {what}")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="points-gateway", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="points-gateway", description=_DESCRIPTION, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve the gateway with uvicorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.set_defaults(run=_serve)
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        summary: str,
+        description: str | None = None,
+    ) -> argparse.ArgumentParser:
+        return parent.add_parser(
+            name, help=summary, description=description or summary, formatter_class=_HelpFormatter
+        )
 
-    demo = commands.add_parser("demo", help="serve the gateway wired to sandbox emulators")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--iamport-port", type=int, default=8001)
-    demo.add_argument("--gafapay-port", type=int, default=8002)
-    demo.add_argument("--smile-port", type=int, default=8003)
+    serve = command(commands, "serve", "serve the gateway with uvicorn", _SERVE_DESCRIPTION)
+    _address(serve, 8000)
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes (with more than 1, set POINTS_REDIS_URL so they share the "
+        "cache and the rate limits)",
+    )
+    serve.set_defaults(run=_serve, database=True)
+
+    demo = command(
+        commands,
+        "demo",
+        "serve the gateway wired to sandbox emulators",
+        "Serve the gateway and the emulators of iamport/KCP (Benepia), GafaPay and Smile.io, "
+        "with demo users alice and bob linked. No environment is read.",
+    )
+    _address(demo, 8000)
+    demo.add_argument("--iamport-port", type=_port, default=8001, help="the iamport emulator")
+    demo.add_argument("--gafapay-port", type=_port, default=8002, help="the GafaPay emulator")
+    demo.add_argument("--smile-port", type=_port, default=8003, help="the Smile.io emulator")
     demo.set_defaults(run=_demo)
 
-    sandbox = commands.add_parser(
-        "sandbox", help="serve only the two provider emulators, seeded like the demo"
+    sandbox = command(
+        commands, "sandbox", "serve only the two provider emulators, seeded like the demo"
     )
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--iamport-port", type=int, default=8001)
-    sandbox.add_argument("--gafapay-port", type=int, default=8002)
+    sandbox.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    sandbox.add_argument("--iamport-port", type=_port, default=8001, help="the iamport emulator")
+    sandbox.add_argument("--gafapay-port", type=_port, default=8002, help="the GafaPay emulator")
     sandbox.set_defaults(run=_sandbox)
 
-    openapi = commands.add_parser("openapi", help="write the OpenAPI document")
-    openapi.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
+    openapi = command(
+        commands,
+        "openapi",
+        "write the OpenAPI document",
+        "Write the OpenAPI 3.1 document (as committed in openapi/openapi.json). No environment "
+        "is read.",
+    )
+    openapi.add_argument("--output", "-o", default="-", help="the file to write; - is stdout")
     openapi.set_defaults(run=_openapi)
 
-    db = commands.add_parser("db", help="manage the account database").add_subparsers(
-        dest="db_command", required=True
+    db = command(commands, "db", "manage the account database").add_subparsers(
+        dest="db_command", required=True, metavar="COMMAND"
     )
-    db.add_parser("upgrade", help="apply the schema migrations").set_defaults(run=_db_upgrade)
+    command(
+        db,
+        "upgrade",
+        "create the schema or apply the migrations it lacks",
+        "Create the account schema, or bring it up to this release (POINTS_DATABASE_URL; unset, "
+        "SQLite in POINTS_DATA_DIR, created if missing). Safe to run again.",
+    ).set_defaults(run=_db_upgrade, database=True)
 
-    keys = commands.add_parser("keys", help="manage credential sealing keys").add_subparsers(
-        dest="keys_command", required=True
+    keys = command(commands, "keys", "manage credential sealing keys").add_subparsers(
+        dest="keys_command", required=True, metavar="COMMAND"
     )
-    generate = keys.add_parser("generate", help="print a new id:key entry for POINTS_SECRET_KEYS")
-    generate.add_argument("--key-id", default=None)
+    generate = command(keys, "generate", "print a new id:key entry for POINTS_SECRET_KEYS")
+    generate.add_argument(
+        "--key-id", default=None, help="the id (default: k and 8 random hex digits)"
+    )
     generate.set_defaults(run=_keys_generate)
-    rotate = keys.add_parser("rotate", help="re-seal stored credentials under the current key")
-    rotate.add_argument("--batch", type=_positive, default=200)
-    rotate.set_defaults(run=_keys_rotate)
+    rotate = command(
+        keys,
+        "rotate",
+        "re-seal stored credentials under the current key",
+        "Re-seal every stored credential under the first key of POINTS_SECRET_KEYS (older keys "
+        "stay listed until this has run).",
+    )
+    rotate.add_argument("--batch", type=_positive, default=200, help="rows per transaction")
+    rotate.set_defaults(run=_keys_rotate, database=True)
 
-    providers = commands.add_parser(
-        "providers", help="provider definitions (POINTS_PROVIDERS_DIR)"
-    ).add_subparsers(dest="providers_command", required=True)
-    check = providers.add_parser("check", help="validate every *.yaml definition of a folder")
-    check.add_argument("dir", nargs="?", default=None, help="default: POINTS_PROVIDERS_DIR")
+    providers = command(
+        commands, "providers", "provider definitions (POINTS_PROVIDERS_DIR)"
+    ).add_subparsers(dest="providers_command", required=True, metavar="COMMAND")
+    check = command(providers, "check", "validate every *.yaml definition of a folder")
+    check.add_argument(
+        "dir", nargs="?", default=None, help="the folder; default: POINTS_PROVIDERS_DIR"
+    )
     check.set_defaults(run=_providers_check)
-    providers.add_parser(
-        "schema", help="print the JSON Schema of the definition format"
-    ).set_defaults(run=_providers_schema)
-    trial = providers.add_parser(
-        "try", help="one call to a provider through the full path, with the POINTS_* settings"
+    command(providers, "schema", "print the JSON Schema of the definition format").set_defaults(
+        run=_providers_schema
+    )
+    trial = command(
+        providers,
+        "try",
+        "one call to a provider through the full path, with the POINTS_* settings",
     )
     trial.add_argument("name", help="the provider's name")
     trial.add_argument("--account", required=True, help="the account's fields, as JSON")
     trial.set_defaults(run=_providers_try)
 
-    accounts = commands.add_parser("accounts", help="manage linked accounts").add_subparsers(
-        dest="accounts_command", required=True
+    accounts = command(commands, "accounts", "manage linked accounts").add_subparsers(
+        dest="accounts_command", required=True, metavar="COMMAND"
     )
-    imports = accounts.add_parser("import", help="link every account of a JSON file")
-    imports.add_argument("file")
-    imports.set_defaults(run=_accounts_import)
+    imports = command(
+        accounts,
+        "import",
+        "link every account of a JSON file",
+        "Validate a JSON file of {user_id: {provider: account}} and link every account in it "
+        "(nothing is linked if any entry is invalid).",
+    )
+    imports.add_argument("file", help="the JSON file")
+    imports.set_defaults(run=_accounts_import, database=True)
     return parser
 
 
@@ -251,18 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ConfigurationError as exc:
-        print(f"points-gateway: configuration error: {exc}", file=sys.stderr)
+        _report_configuration(exc.problems)
         return 2
     except ValidationError as exc:
         # Field and rule only: pydantic's own text quotes the rejected value, maybe a secret.
-        lines = [
-            f"  POINTS_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        print("points-gateway: configuration error:\n" + "\n".join(lines), file=sys.stderr)
+        _report_configuration(explain(exc))
         return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if exc.filename is None and getattr(args, "database", False):
+            reason = f"cannot reach the account database ({_DATABASE_SETTING}): {reason}"
         print(f"points-gateway: {reason}", file=sys.stderr)
         return 2
     except GatewayError as exc:
@@ -271,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     except SQLAlchemyError as exc:
         # The driver's own first line says what failed; SQLAlchemy's text adds statements.
         reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
-        print(f"points-gateway: database error: {reason}", file=sys.stderr)
+        print(f"points-gateway: database error ({_DATABASE_SETTING}): {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -11,7 +11,14 @@ from typing import ClassVar
 
 
 class ConfigurationError(Exception):
-    """The settings cannot start the gateway; the message says what to set (never a problem)."""
+    """The settings cannot start the gateway; the message says what to set (never a problem).
+
+    It may carry several `problems`, so an operator fixes every one of them in one go.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 class GatewayError(Exception):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx
 from limits import parse as parse_limit
 from pydantic import BaseModel
 
-from app.accounts.engine import build_engine
+from app.accounts.engine import build_engine, sqlite_file
 from app.accounts.lookups import open_lookups
 from app.accounts.migrate import schema_problem, schema_state
 from app.accounts.sealing import Keyring
@@ -83,13 +85,39 @@ class Gateway:
 
 
 def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> GatewayPlan:
-    """Check the settings; raises ConfigurationError saying what to fix."""
-    known = discover_plugins(settings.providers_dir)
-    providers = configure(
-        settings.enabled_providers, settings.providers, known, allow_http=settings.sandbox
-    )
-    Authenticator.check(settings.auth)
-    _check_jwks_url(settings)
+    """Check the settings; raises ConfigurationError naming every setting to fix, at once."""
+    problems: list[str] = []
+    known: dict[str, ProviderPlugin] = {}
+    providers: dict[str, tuple[ProviderPlugin, BaseModel]] = {}
+    keyring = None
+    try:
+        known = discover_plugins(settings.providers_dir)
+        providers = configure(
+            settings.enabled_providers, settings.providers, known, allow_http=settings.sandbox
+        )
+    except ConfigurationError as exc:
+        problems.extend(exc.problems)
+    checks: list[Callable[[], None]] = [
+        partial(Authenticator.check, settings.auth),
+        partial(_check_jwks_url, settings),
+        partial(_check_limits, settings),
+    ]
+    for check in checks:
+        try:
+            check()
+        except ConfigurationError as exc:
+            problems.extend(exc.problems)
+    if store is None:
+        try:
+            keyring = _keyring(settings)
+        except ConfigurationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigurationError(*problems)
+    return GatewayPlan(settings, providers, keyring, store, known)
+
+
+def _check_limits(settings: Settings) -> None:
     for name, limit in (
         ("RATE", settings.limits.rate),
         ("FAILED_AUTH_RATE", settings.limits.failed_auth_rate),
@@ -99,15 +127,15 @@ def plan_gateway(settings: Settings, *, store: AccountStore | None = None) -> Ga
                 parse_limit(limit)
             except ValueError as exc:
                 raise ConfigurationError(f"POINTS_LIMITS__{name}: {exc}") from exc
-    keyring = None
-    if store is None:
-        if settings.secret_keys is None:
-            raise ConfigurationError(
-                "POINTS_SECRET_KEYS is required to store provider credentials; "
-                "create one with `points-gateway keys generate`"
-            )
-        keyring = Keyring.parse(settings.secret_keys.get_secret_value())
-    return GatewayPlan(settings, providers, keyring, store, known)
+
+
+def _keyring(settings: Settings) -> Keyring:
+    if settings.secret_keys is None:
+        raise ConfigurationError(
+            "POINTS_SECRET_KEYS is required to store provider credentials; "
+            "create one with `points-gateway keys generate`"
+        )
+    return Keyring.parse(settings.secret_keys.get_secret_value())
 
 
 def _check_jwks_url(settings: Settings) -> None:
@@ -134,6 +162,7 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
     assert plan.keyring is not None
     settings = plan.settings
     url, timeout = settings.database_url_value(), settings.database_timeout
+    refuse_a_missing_sqlite_file(url)
     engine = build_engine(url, timeout=timeout)
     lookups = open_lookups(url, timeout=timeout)
     store = SqlAccountStore(engine, plan.keyring, plan.plugins(), timeout=timeout, lookups=lookups)
@@ -152,10 +181,14 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
     return store
 
 
-async def preflight(settings: Settings) -> None:
-    """Everything `serve` can check before binding: settings, schema, sealing keys."""
-    store = await open_store(plan_gateway(settings))
-    await store.aclose()
+def refuse_a_missing_sqlite_file(url: str) -> None:
+    # Only `db upgrade` creates the database: a start that fails leaves no empty file behind.
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise ConfigurationError(
+            f"no account database at {path}: run `points-gateway db upgrade` to create it "
+            "(or set POINTS_DATABASE_URL)"
+        )
 
 
 def open_cache(settings: Settings) -> BalanceCache:

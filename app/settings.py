@@ -6,7 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.security.principal import Scope
@@ -159,7 +167,7 @@ class Settings(BaseSettings):
     secret_keys: SecretStr | None = None
     sandbox: bool = False
     outbound: OutboundSettings = OutboundSettings()
-    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = Field(
         default="json", description="`serve` log lines: JSON (one object a line) or console text."
     )
@@ -189,6 +197,14 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.data_dir / 'points-gateway.db'}"
+
+
+def explain(exc: ValidationError) -> list[str]:
+    """Each failed setting as `POINTS_NAME: rule`, never with the value (it may be a secret)."""
+    return [
+        f"POINTS_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    ]
 
 
 @lru_cache

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.engine import build_engine
 from app.accounts.memory_store import load_accounts_file
-from app.accounts.migrate import schema_problem, schema_state, upgrade
+from app.accounts.migrate import Upgrade, schema_problem, schema_state, upgrade
 from app.accounts.rotation import RotationReport, rotate
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -33,11 +33,11 @@ def _keyring(settings: Settings) -> Keyring:
     return Keyring.parse(settings.secret_keys.get_secret_value())
 
 
-async def db_upgrade(settings: Settings) -> None:
-    """Apply every migration to the configured database."""
+async def db_upgrade(settings: Settings) -> Upgrade:
+    """Apply every migration to the configured database (a new SQLite file is created)."""
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
     try:
-        await upgrade(engine)
+        return await upgrade(engine)
     finally:
         await engine.dispose()
 

@@ -27,6 +27,19 @@ def _sqlite_pragmas(timeout: float) -> Callable[[Any, object], None]:
     return apply
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (not `:memory:`, not a `file:` URI), else None."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # build_engine says what is wrong with the URL
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.query.get("uri"):
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 def build_engine(
     url: str, *, timeout: float, pg_schema: str | None = None, reader: bool = False
 ) -> AsyncEngine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,14 +23,32 @@ def _config(connection: Connection) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What `upgrade` did: the revision before (None: no schema yet) and after."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        """One line for the operator."""
+        if self.before is None:
+            return f"created the account schema (revision {self.after})"
+        if self.before == self.after:
+            return f"the account schema is already up to date (revision {self.after})"
+        return f"upgraded the account schema from revision {self.before} to {self.after}"
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> Upgrade:
     """Bring the schema up to `revision` in one transaction."""
 
-    def run(connection: Connection) -> None:
+    def run(connection: Connection) -> Upgrade:
+        before = MigrationContext.configure(connection).get_current_revision()
         command.upgrade(_config(connection), revision)
+        return Upgrade(before, MigrationContext.configure(connection).get_current_revision())
 
     async with engine.begin() as conn:
-        await conn.run_sync(run)
+        return await conn.run_sync(run)
 
 
 SchemaState = Literal["missing", "behind", "current"]

@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from pydantic import SecretStr
 from sqlalchemy import text
 
 from app.accounts.engine import build_engine
-from app.accounts.migrate import schema_state
+from app.accounts.migrate import MIGRATIONS, schema_state
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import LinkedAccount
@@ -161,11 +162,17 @@ def test_keys_generate_never_prints_an_entry_the_gateway_refuses(cli: Cli, key_i
 # --- db upgrade --------------------------------------------------------------------------------
 
 
-def test_db_upgrade_twice_succeeds(cli: Cli, env: dict[str, str]) -> None:
+def test_db_upgrade_twice_succeeds_and_says_what_it_did(cli: Cli, env: dict[str, str]) -> None:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    said = []
     for _ in range(2):
         code, out, err = cli("db", "upgrade")
         assert code == 0, err
-        assert "up to date" in out
+        said.append(out.strip())
+    assert said == [
+        f"points-gateway: created the account schema (revision {head})",
+        f"points-gateway: the account schema is already up to date (revision {head})",
+    ]
 
     async def exists() -> bool:
         engine = build_engine(env["POINTS_DATABASE_URL"], timeout=5.0)
@@ -184,6 +191,7 @@ def test_db_upgrade_with_postgresql_down_exits_cleanly(cli: Cli) -> None:
     assert err.strip()
     assert "pg-sEcReT-pass" not in out + err
     assert "up to date" not in out
+    assert err.startswith("points-gateway: cannot reach the account database (POINTS_DATABASE_URL")
 
 
 def test_db_upgrade_under_a_regular_file_exits_cleanly(cli: Cli, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from app.accounts.memory_store import MemoryAccountStore
 from app.accounts.sealing import Keyring
 from app.main import create_app
+from app.openapi_doc import SERVERS
 from app.route_walk import leaf_routes
 from app.security.api_keys import hash_key
 from tests.conftest import make_settings
@@ -112,4 +113,4 @@ def test_no_answer_carries_the_host(gateway: ServeProcess, path: str) -> None:
     assert_no_host_in(response)
     assert response.status_code in (200, 401, 404), response.text
     if path == "/openapi.json":
-        assert "servers" not in response.json()
+        assert response.json()["servers"] == SERVERS, "fixed, never built from the Host"
