@@ -211,7 +211,8 @@ async def run_demo(
 
 
 async def _serve(gateway: Served, served: list[Served], tokens: dict[str, str]) -> None:
-    group = ServerGroup(served, log_level="info")
+    # uvicorn's start-up lines, once per server, would bury the banner: warnings only.
+    group = ServerGroup(served)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, group.stop)

@@ -61,6 +61,10 @@ class ServerGroup:
                     http=s.http,
                     log_level=log_level,
                     lifespan="on",
+                    # The process's own logging (app.observability.logging) carries uvicorn's
+                    # records; no access lines: the gateway writes one line per request itself.
+                    log_config=None,
+                    access_log=False,
                     server_header=False,
                     # The gateway reads X-Forwarded-For itself (POINTS_LIMITS__TRUSTED_PROXIES).
                     proxy_headers=False,
