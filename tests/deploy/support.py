@@ -13,11 +13,12 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast, get_origin
+from typing import Any, NoReturn, cast, get_origin
 
 import httpx
 import pytest
@@ -27,12 +28,16 @@ from pydantic import BaseModel
 from app.accounts.sealing import Keyring
 from app.providers.registry import discover_plugins
 from app.settings import Settings
+from tests.conftest import require_services
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 K8S_DIR = ROOT / "deploy" / "k8s"
+MONITORING_DIR = K8S_DIR / "monitoring"
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+README = ROOT / "README.md"
 
 HOST = "127.0.0.1"
 # What the image and the compose services listen on, replaced by HOST here.
@@ -259,7 +264,23 @@ def dummy_secrets() -> dict[str, str]:
         "POINTS_PROVIDERS__BENEPIA__IMP_SECRET": "dummy-imp-secret",
         "POINTS_PROVIDERS__GAFAPAY__COMPANY_ID": "59388167894b4d10a04fe5da3b8a2104",
         "POINTS_PROVIDERS__GAFAPAY__TOKEN": "dummy.gafapay.token",
+        "POINTS_METRICS_TOKEN": "dummy-metrics-token-0123456789",
     }
+
+
+def project_version() -> str:
+    """The package's version in pyproject.toml: the image's tag everywhere."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    version = project["version"]
+    assert isinstance(version, str)
+    return version
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A tool this test needs is missing: fail under POINTS_REQUIRE_SERVICES=1 (CI), else skip."""
+    if require_services():
+        pytest.fail(f"POINTS_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
 
 
 # --- processes ---------------------------------------------------------------------------------

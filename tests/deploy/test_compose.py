@@ -43,6 +43,7 @@ SECRETS = (
     "POINTS_PROVIDERS__GAFAPAY__TOKEN",
     "POINTS_SECRET_KEYS",
     "POINTS_AUTH__JWT_SECRET",
+    "POINTS_METRICS_TOKEN",
 )
 
 
@@ -119,6 +120,23 @@ def test_services_and_their_order_of_start() -> None:
     for name in ("gateway", "migrate", "sandbox"):
         assert services[name]["cap_drop"] == ["ALL"]
         assert services[name]["read_only"] is True
+
+
+def published(service: str, env: dict[str, str]) -> list[str]:
+    return [interpolate(str(port), env) for port in compose()["services"][service]["ports"]]
+
+
+def test_ports_are_published_on_the_loopback_unless_asked() -> None:
+    for service in ("gateway", "sandbox"):
+        for port in published(service, {}):
+            assert port.startswith("127.0.0.1:"), f"{service}: {port}"
+    assert published("gateway", {}) == ["127.0.0.1:8000:8000"]
+    assert published("gateway", {"GATEWAY_BIND": EVERY_INTERFACE, "GATEWAY_PORT": "9000"}) == [
+        f"{EVERY_INTERFACE}:9000:8000"
+    ]
+    for name, service in compose()["services"].items():
+        if name not in ("gateway", "sandbox"):
+            assert "ports" not in service, f"{name} is reached on the compose network only"
 
 
 def test_gateway_and_migrate_share_the_database_of_the_postgres_service() -> None:

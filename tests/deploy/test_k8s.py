@@ -20,6 +20,7 @@ from tests.deploy.support import (
     ROOT,
     dummy_secrets,
     exec_form,
+    load_yaml,
     load_yaml_all,
     parse_dockerfile,
     setting_problem,
@@ -33,7 +34,8 @@ REQUEST_DEADLINE_MAX = Settings.model_fields["request_deadline_max"].default
 
 
 def manifests() -> list[tuple[str, dict[str, Any]]]:
-    files = sorted(K8S_DIR.glob("*.yaml"))
+    """The resources deploy/k8s/kustomization.yaml lists (what `kubectl apply -k` applies)."""
+    files = [K8S_DIR / name for name in load_yaml(K8S_DIR / "kustomization.yaml")["resources"]]
     assert files, "no manifests in deploy/k8s"
     return [(f.name, doc) for f in files for doc in load_yaml_all(f)]
 
@@ -53,6 +55,7 @@ def test_the_expected_resources_are_there() -> None:
         ("policy/v1", "PodDisruptionBudget"),
         ("v1", "ConfigMap"),
         ("v1", "Secret"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
     }
 
 
@@ -121,6 +124,16 @@ def test_every_container_is_locked_down(section: str) -> None:
         assert {"cpu", "memory"} <= resources["requests"].keys()
         assert "memory" in resources["limits"]
         assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}  # noqa: S108
+
+
+def test_the_pods_ask_to_be_scraped_on_the_gateway_port() -> None:
+    annotations = by_kind("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    (port,) = gateway_container()["ports"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
 
 
 def test_probes_ask_the_health_routes_the_api_serves() -> None:
@@ -219,4 +232,4 @@ def test_the_disruption_budget_keeps_one_pod_and_lets_a_node_drain() -> None:
 
 def test_manifest_files_are_named_for_what_they_hold() -> None:
     names = {Path(name).stem for name, _ in manifests()}
-    assert names == {"configmap", "secret", "deployment", "service", "hpa", "pdb"}
+    assert names == {"configmap", "secret", "deployment", "service", "hpa", "pdb", "networkpolicy"}
