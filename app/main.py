@@ -14,6 +14,7 @@ from fastapi.telemetry import TelemetryConfig
 from app import __version__
 from app.accounts.store import AccountStore
 from app.api import accounts, health, points, provider_routes, providers
+from app.api.docs_pages import docs_router
 from app.gateway import build_gateway, open_cache, open_store, plan_gateway
 from app.gc_tuning import tune_for_serving
 from app.observability import routes as observability_routes
@@ -30,6 +31,8 @@ from app.resilience.shedding import LoadShedder
 from app.security.client_address import ClientAddresses
 from app.security.hardening import Hardening
 from app.settings import Settings, get_settings
+
+OPENAPI_URL = "/openapi.json"  # served whatever POINTS_DOCS_ENABLED says: clients generate from it
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -83,6 +86,10 @@ def create_app(
         # Starlette answers a path with a stray trailing slash with a redirect to an absolute URL
         # built from the caller's Host header, before any authentication: 404 instead.
         redirect_slashes=False,
+        openapi_url=OPENAPI_URL,
+        # FastAPI's own pages load their assets from CDNs: /docs and /redoc are ours (below).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.metrics = metrics
     app.state.shutdown = shutdown
@@ -124,6 +131,8 @@ def create_app(
         observability_routes.router,
     ):
         app.include_router(router)
+    if plan.settings.docs_enabled:
+        app.include_router(docs_router(title=app.title, openapi_url=OPENAPI_URL))
     install_openapi(app, plan.known.values())
     return app
 

@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="When set, /metrics needs `Authorization: Bearer <token>`."
     )
+    docs_enabled: bool = Field(
+        default=True,
+        description="Serve /docs (Swagger UI) and /redoc (ReDoc) with their assets; "
+        "/openapi.json is served either way.",
+    )
     shutdown_grace: int = Field(
         default=20, ge=1, le=3600, description="Seconds in-flight requests get after SIGTERM."
     )
