@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -12,6 +13,8 @@ import httpx
 from limits import parse as parse_limit
 from pydantic import BaseModel
 
+from app.accounts.account_cache import AccountCache
+from app.accounts.change_feed import RESEALED, AccountChange, open_change_feed
 from app.accounts.engine import build_engine, sqlite_file
 from app.accounts.lookups import open_lookups
 from app.accounts.migrate import schema_problem, schema_state
@@ -19,6 +22,7 @@ from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountStore
 from app.errors import ConfigurationError, StoreUnavailable
+from app.observability.metrics import GatewayMetrics
 from app.outbound.factory import build_upstream
 from app.outbound.upstream import Upstream, UpstreamConfig
 from app.points.aggregator import Aggregator
@@ -64,6 +68,7 @@ class Gateway:
     aggregator: Aggregator
     security: Security
     jwks: Upstream | None = None
+    _forgetting: set[asyncio.Task[None]] = field(default_factory=set)
 
     def circuits(self) -> dict[str, BreakerSnapshot]:
         """Each served provider's circuit breaker, as it stands now."""
@@ -74,6 +79,27 @@ class Gateway:
     def cache_healthy(self) -> bool:
         """False while the shared balance cache (Redis) is being bypassed."""
         return self.aggregator.fetcher.cache.healthy
+
+    def watch_accounts(self, metrics: GatewayMetrics) -> None:
+        """Follow account changes other replicas and processes make: each one's cached balance
+        is dropped here too (and a fetch in flight for the old account does not write back)."""
+
+        def changed(change: AccountChange) -> None:
+            if change.lag is not None:
+                metrics.account_change_lag.observe(change.lag)
+            if change.kind == RESEALED:
+                return  # the same credentials under another key: the balance still holds
+            task = asyncio.ensure_future(self._forget(change))
+            self._forgetting.add(task)
+            task.add_done_callback(self._forgetting.discard)
+
+        self.store.watch(changed)
+
+    async def _forget(self, change: AccountChange) -> None:
+        try:
+            await self.aggregator.forget(change.user_id, change.provider)
+        except Exception as exc:  # the balance cache's own failures are logged and counted
+            log.warning("could not drop a changed account's balance (%s)", type(exc).__name__)
 
     async def aclose(self) -> None:
         """Close outbound connections, then the cache and the store."""
@@ -165,7 +191,17 @@ async def open_store(plan: GatewayPlan) -> AccountStore:
     refuse_a_missing_sqlite_file(url)
     engine = build_engine(url, timeout=timeout)
     lookups = open_lookups(url, timeout=timeout)
-    store = SqlAccountStore(engine, plan.keyring, plan.plugins(), timeout=timeout, lookups=lookups)
+    changes = open_change_feed(url, timeout=timeout) if settings.account_cache.enabled else None
+    cached = settings.account_cache
+    store = SqlAccountStore(
+        engine,
+        plan.keyring,
+        plan.plugins(),
+        timeout=timeout,
+        lookups=lookups,
+        changes=changes,
+        cache=AccountCache(max_entries=cached.max_entries, ttl=cached.ttl),
+    )
     try:
         problem = schema_problem(await schema_state(engine))
         if problem is not None:

@@ -67,6 +67,7 @@ def create_app(
             plan, await open_store(plan), cache or open_cache(plan.settings), transport=transport
         )
         app.state.gateway = gateway
+        gateway.watch_accounts(metrics)
         try:
             yield
         finally:

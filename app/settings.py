@@ -66,6 +66,22 @@ class CacheSettings(BaseModel):
         return self.provider_ttl.get(provider, self.ttl if default is None else default)
 
 
+class AccountCacheSettings(BaseModel):
+    """Linked accounts held in each process (POINTS_ACCOUNT_CACHE__*), PostgreSQL only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="Hold users' linked accounts in process, dropped on every change any replica "
+        "makes (PostgreSQL notifications); SQLite never holds them.",
+    )
+    max_entries: int = Field(default=20_000, ge=1, le=10_000_000)
+    ttl: float = Field(
+        default=300.0, gt=0, le=86_400, description="Seconds an entry is held at most."
+    )
+
+
 class ApiKeySetting(BaseModel):
     """One service API key, held only as the SHA-256 of its value."""
 
@@ -159,6 +175,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cache: CacheSettings = CacheSettings()
+    account_cache: AccountCacheSettings = AccountCacheSettings()
     data_dir: Path = Path("data")
     database_url: SecretStr | None = Field(
         default=None, description="SQLAlchemy async URL; default: SQLite in data_dir."

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from app.accounts.change_feed import AccountChange
 from app.accounts.ownership import token_problem
 from app.accounts.store import AccountInfo, LinkedAccount
 from app.errors import ConfigurationError
@@ -56,6 +57,14 @@ class MemoryAccountStore:
 
     async def delete(self, user_id: str, provider: str) -> bool:
         return self._accounts.get(user_id, {}).pop(provider, None) is not None
+
+    @property
+    def account_cache_active(self) -> bool | None:
+        """No cache: the dict is the store."""
+        return None
+
+    def watch(self, on_change: Callable[[AccountChange], None]) -> None:
+        """Nothing to follow: no other process shares these accounts."""
 
     def note_fetched(self, user_id: str, providers: Sequence[str]) -> None:
         links = self._accounts.get(user_id, {})

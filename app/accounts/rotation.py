@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.schema import linked_accounts as t
@@ -40,6 +40,10 @@ async def rotate(engine: AsyncEngine, keyring: Keyring, *, batch: int = 200) -> 
             .limit(batch + len(skip))
         )
         async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # The change notifications say `resealed`: the same credentials, so replicas keep
+                # their cached balances (migration 0003).
+                await conn.execute(text("SET LOCAL points.change = 'resealed'"))
             rows = [r for r in (await conn.execute(query)).all() if (r[0], r[1]) not in skip]
             if not rows:
                 return report

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import and_, bindparam, delete, func, select, update
@@ -15,6 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts.account_cache import AccountCache
+from app.accounts.change_feed import AccountChange, AccountChangeFeed
 from app.accounts.lookups import STORE_ERRORS, EngineLookups, Lookups
 from app.accounts.ownership import admit_unrecorded
 from app.accounts.schema import linked_accounts as t
@@ -76,6 +79,8 @@ class SqlAccountStore:
         timeout: float,
         lookups: Lookups | None = None,
         fetch_note_delay: float = FETCH_NOTE_DELAY,
+        changes: AccountChangeFeed | None = None,
+        cache: AccountCache | None = None,
     ) -> None:
         self._engine = engine
         self._lookups = lookups or EngineLookups(engine, owned=False)
@@ -87,6 +92,9 @@ class SqlAccountStore:
         self._pending: dict[tuple[str, str], datetime] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._note_delay = fetch_note_delay
+        # The cache serves only while the change feed listens (app/accounts/account_cache.py).
+        self._changes = changes
+        self._cache = cache if changes is not None else None
 
     @asynccontextmanager
     async def _db(self, what: str) -> AsyncIterator[None]:
@@ -113,6 +121,13 @@ class SqlAccountStore:
             )
 
     async def linked(self, user_id: str) -> Mapping[str, LinkedAccount]:
+        cache = self._cache
+        epoch = 0
+        if cache is not None:
+            held = cache.get(user_id)
+            if held is not None:
+                return held
+            epoch = cache.epoch
         async with self._db("lookup"):
             rows = await self._lookups.linked(user_id)
         found: dict[str, LinkedAccount] = {}
@@ -120,7 +135,28 @@ class SqlAccountStore:
             plugin = self._plugins.get(provider)
             if plugin is not None:
                 found[provider] = self._open(user_id, plugin, sealed, ownership)
+        if cache is not None:
+            linked = MappingProxyType(found)  # shared by every request that reads it
+            cache.put(user_id, linked, epoch)
+            return linked
         return found
+
+    @property
+    def account_cache_active(self) -> bool | None:
+        """Whether lookups are answered from the account cache (its listener is up)."""
+        return None if self._cache is None else self._cache.active
+
+    def watch(self, on_change: Callable[[AccountChange], None]) -> None:
+        """Follow changes made by any process (PostgreSQL); the account cache serves from now."""
+        if self._changes is None or self._cache is None:
+            return
+        cache = self._cache
+
+        def changed(change: AccountChange) -> None:
+            cache.invalidate(change.user_id)
+            on_change(change)
+
+        self._changes.start(on_change=changed, on_reset=cache.resume, on_lost=cache.suspend)
 
     def _open(
         self, user_id: str, plugin: ProviderPlugin, sealed: str, ownership: str | None
@@ -141,6 +177,11 @@ class SqlAccountStore:
         if ownership is None:
             return admit_unrecorded(plugin, account) or account
         return account
+
+    def _changed(self, user_id: str) -> None:
+        # This process's own write: its next lookup must not wait for the notification.
+        if self._cache is not None:
+            self._cache.invalidate(user_id)
 
     async def accounts(self, user_id: str) -> list[AccountInfo]:
         async with self._db("list"), self._engine.connect() as conn:
@@ -181,15 +222,21 @@ class SqlAccountStore:
                 "ownership": insert.excluded.ownership,
             },
         ).returning(*_INFO)
-        async with self._db("link"), self._engine.begin() as conn:
-            row = (await conn.execute(statement)).one()
+        try:
+            async with self._db("link"), self._engine.begin() as conn:
+                row = (await conn.execute(statement)).one()
+        finally:
+            self._changed(user_id)  # whatever happened: the notification may be on its way
         info = _info(*row)
         return info, info.linked_at == now
 
     async def delete(self, user_id: str, provider: str) -> bool:
         statement = delete(t).where(and_(t.c.user_id == user_id, t.c.provider == provider))
-        async with self._db("unlink"), self._engine.begin() as conn:
-            result = await conn.execute(statement)
+        try:
+            async with self._db("unlink"), self._engine.begin() as conn:
+                result = await conn.execute(statement)
+        finally:
+            self._changed(user_id)
         self._noted.pop((user_id, provider), None)
         self._pending.pop((user_id, provider), None)
         return bool(result.rowcount)
@@ -243,6 +290,8 @@ class SqlAccountStore:
             return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
 
     async def aclose(self) -> None:
+        if self._changes is not None:
+            await self._changes.aclose()
         if self._flusher is not None:
             self._flusher.cancel()  # no need to wait out its delay: flushed just below
             self._flusher = None

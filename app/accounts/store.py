@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
+from app.accounts.change_feed import AccountChange
 from app.errors import GatewayError
 from app.providers.base import Ownership
 
@@ -57,6 +58,17 @@ class AccountStore(Protocol):
 
     async def delete(self, user_id: str, provider: str) -> bool:
         """Unlink one account; False when there was none."""
+        ...
+
+    @property
+    def account_cache_active(self) -> bool | None:
+        """Whether lookups are answered from the process's account cache now; None when the
+        store keeps none."""
+        ...
+
+    def watch(self, on_change: Callable[[AccountChange], None]) -> None:
+        """Call `on_change` for each account changed by any process, for as long as the store
+        is open (a no-op where no other process can change them)."""
         ...
 
     def note_fetched(self, user_id: str, providers: Sequence[str]) -> None:

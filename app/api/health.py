@@ -68,6 +68,10 @@ async def get_readiness(request: Request, gateway: GatewayDep) -> Response:
     except StoreUnavailable:
         checks["store"] = CheckStatus.FAILED
     checks["cache"] = CheckStatus.OK if gateway.cache_healthy else CheckStatus.DEGRADED
+    account_cache = gateway.store.account_cache_active
+    if account_cache is not None:
+        # Off while its change listener is down: lookups go to the database, nothing is wrong.
+        checks["account_cache"] = CheckStatus.OK if account_cache else CheckStatus.DEGRADED
     shutdown = getattr(request.app.state, "shutdown", None)
     if isinstance(shutdown, ShutdownState) and shutdown.started:
         checks["shutdown"] = CheckStatus.FAILED

@@ -104,6 +104,13 @@ class GatewayMetrics:
             ["provider", "state"],
             registry=registry,
         )
+        self.account_change_lag = Histogram(
+            "points_account_change_lag_seconds",
+            "From a linked account's change (any replica or process) to this process dropping "
+            "its cached copy: how long an unlink elsewhere can still be answered here.",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=registry,
+        )
         self.token_refreshes = Counter(
             "points_iamport_token_refreshes",
             "iamport getToken calls, by outcome: ok or the problem code.",

@@ -4,8 +4,9 @@ through one is served by the other."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -139,3 +140,67 @@ def test_a_link_and_a_cached_balance_made_on_one_replica_are_served_by_the_other
     assert sample(b_metrics, "points_cache_hits_total", provider="gafapay") == 1
     b_calls = sample(b_metrics, "points_upstream_calls_total", provider="gafapay", outcome="ok")
     assert b_calls is None
+
+
+def test_a_link_relink_and_unlink_on_one_replica_reach_the_others_account_cache(
+    sandboxes: Sandboxes, database: str, tmp_path: Path
+) -> None:
+    """Each replica holds accounts (and balances, without Redis) in process; PostgreSQL's
+    notifications drop them on every replica when one of them changes an account."""
+    env = {
+        **gateway_env(sandboxes.urls, tmp_path, KEY),
+        "POINTS_DATABASE_URL": database,
+        "POINTS_CACHE__TTL": "60",
+    }
+    db_upgrade(env, tmp_path)
+    user = f"ops-{uuid.uuid4().hex}"
+    path = f"/users/{user}/points/gafapay"
+    account = f"/users/{user}/accounts/gafapay"
+    with (
+        serve_process(env, tmp_path, "replica-a") as a,
+        serve_process(env, tmp_path, "replica-b") as b,
+        httpx.Client(base_url=a.base_url, timeout=10.0) as on_a,
+        httpx.Client(base_url=b.base_url, timeout=10.0) as on_b,
+    ):
+        wait_listening(on_b)
+        assert on_b.get(path).status_code == 404  # B now holds "nothing linked"
+
+        assert on_a.put(account, json=DEMO_ACCOUNTS["alice"]["gafapay"]).status_code == 201
+        linked = until(on_b, path, lambda r: r.status_code == 200)
+        assert linked.json()["points"] == "250.0"
+        assert on_b.get(path).json()["cached"] is True  # B's own balance cache (no Redis)
+
+        # Re-linked to another GafaPay account: B must not answer the old account's balance.
+        assert on_a.put(account, json=DEMO_ACCOUNTS["bob"]["gafapay"]).status_code == 200
+        relinked = until(on_b, path, lambda r: r.json().get("points") == "1234.56")
+        assert relinked.status_code == 200
+
+        assert on_a.delete(account).status_code == 204
+        unlinked = until(on_b, path, lambda r: r.status_code == 404)
+        assert unlinked.json()["code"] == "account_not_linked"
+
+        lag = parse_metrics(on_b.get("/metrics").text)
+        for replica in (a, b):
+            stop(replica)
+    assert (sample(lag, "points_account_change_lag_seconds_count") or 0) >= 3
+
+
+GUARD = 5.0  # a hang guard, not a timing assertion
+
+
+def until(
+    client: httpx.Client, path: str, done: Callable[[httpx.Response], bool]
+) -> httpx.Response:
+    """GET `path` until `done` says so (bounded)."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        response = client.get(path)
+        if done(response) or time.monotonic() > deadline:
+            assert done(response), response.text
+            return response
+        time.sleep(0.005)
+
+
+def wait_listening(client: httpx.Client) -> None:
+    """Until the replica's account change listener is up and its account cache serving."""
+    until(client, "/readyz", lambda r: r.json()["checks"].get("account_cache") == "ok")
