@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -58,17 +60,19 @@ async def test_anonymous_callers_and_end_users_see_names_only(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "credentials",
     [
-        api_key(key_with("points:read")),
-        api_key(key_with("accounts:read")),
-        bearer(service_token(scope="points:read")),
+        lambda: api_key(key_with("points:read")),
+        lambda: api_key(key_with("accounts:read")),
+        # Minted when the test runs, not at collection: a slow run would see it expired.
+        lambda: bearer(service_token(scope="points:read")),
     ],
     ids=["key-points-read", "key-accounts-read", "service-token"],
 )
 async def test_services_see_the_circuits(
-    serve_gateway: ServeGateway, headers: dict[str, str]
+    serve_gateway: ServeGateway, credentials: Callable[[], dict[str, str]]
 ) -> None:
+    headers = credentials()
     async with serve_gateway() as gw:
         gw.upstream.post(TOKEN_URL).mock(return_value=token_ok())
         gw.upstream.post(BENEPIA_URL).mock(return_value=httpx.Response(500))
