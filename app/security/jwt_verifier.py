@@ -15,6 +15,7 @@ from jwt import PyJWK, PyJWKSet
 from app.errors import ProviderError, Unauthorized
 from app.outbound.upstream import Upstream
 from app.security.principal import ALL_SCOPES, Principal
+from app.security.token_cache import TokenCache, Verified
 
 log = logging.getLogger("points_gateway.auth")
 ASYMMETRIC = frozenset({"RS256", "ES256"})
@@ -83,12 +84,28 @@ class JwksCache:
 class JwtVerifier:
     """Turns a bearer token into a Principal, or raises 401 unauthorized."""
 
-    def __init__(self, config: JwtConfig, jwks: JwksCache | None = None) -> None:
+    def __init__(
+        self,
+        config: JwtConfig,
+        jwks: JwksCache | None = None,
+        *,
+        verified: TokenCache | None = None,
+    ) -> None:
         self._config = config
         self._jwks = jwks
+        self._verified = TokenCache() if verified is None else verified
 
     async def verify(self, token: str) -> Principal:
-        """Check signature, algorithm, exp/nbf, iss and aud; never trust the header's key choice."""
+        """Check signature, algorithm, exp/nbf, iss and aud; never trust the header's key choice.
+
+        A token verified before is answered from memory until its `exp`, while the JWKS key
+        that checked it (if one did) is still the current one for its `kid`.
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if remembered.jwk is None or await self._current_jwk(remembered.kid) is remembered.jwk:
+                return remembered.principal
+            self._verified.drop(token)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -96,7 +113,9 @@ class JwtVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._config.algorithms:
             raise Unauthorized("The token's algorithm is not accepted.")
-        key = await self._key_for(alg, header.get("kid"))
+        kid = header.get("kid")
+        kid = kid if isinstance(kid, str) else None
+        key = await self._key_for(alg, kid)
         try:
             claims: Mapping[str, object] = jwt.decode(
                 token,
@@ -117,9 +136,18 @@ class JwtVerifier:
             raise Unauthorized("The token is not valid yet.") from None
         except jwt.PyJWTError:
             raise Unauthorized("The token failed verification.") from None
-        return self._principal(claims)
+        principal = self._principal(claims)
+        exp = claims["exp"]
+        # int() as PyJWT's own exp check does, so an entry never outlives what decode accepts.
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            jwk = key if isinstance(key, PyJWK) else None
+            self._verified.put(token, Verified(principal, int(exp), jwk, kid))
+        return principal
 
-    async def _key_for(self, alg: str, kid: object) -> str | bytes | PyJWK:
+    async def _current_jwk(self, kid: str | None) -> PyJWK | None:
+        return None if self._jwks is None else await self._jwks.key(kid)
+
+    async def _key_for(self, alg: str, kid: str | None) -> str | bytes | PyJWK:
         if alg == "HS256":
             if self._config.hs256_secret is None:
                 raise Unauthorized("The token's algorithm is not accepted.")
@@ -127,7 +155,7 @@ class JwtVerifier:
         if self._config.public_key_pem is not None:
             return self._config.public_key_pem
         if self._jwks is not None:
-            found = await self._jwks.key(kid if isinstance(kid, str) else None)
+            found = await self._jwks.key(kid)
             if found is not None and found.algorithm_name == alg:
                 return found
         raise Unauthorized("No key is known for this token.")
