@@ -1,4 +1,4 @@
-"""Tiny accessors that routes depend on; tests swap them with `app.dependency_overrides`."""
+"""Tiny accessors that routes depend on (the balance reads call them directly: BalanceRoute)."""
 
 from __future__ import annotations
 

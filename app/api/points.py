@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from app.api.balance_route import BalanceRoute
 from app.api.deps import PointsQuery, PointsQueryDep
 from app.api.docs import points_examples, problems
 from app.api.params import PERSONAL, UserId
@@ -18,7 +19,8 @@ from app.points.status_policy import failure_problem
 from app.problems import instance_of, problem_response
 from app.request_context import request_id_of
 
-router = APIRouter(tags=["points"])
+# Its one route is the hot path: BalanceRoute reads its parameters (app/api/balance_route.py).
+router = APIRouter(tags=["points"], route_class=BalanceRoute)
 
 # Every comma-separated name holds something besides spaces and tabs (which are trimmed).
 _FILTER_PATTERN = r"^[^,]*[^ \t,][^,]*(,[^,]*[^ \t,][^,]*)*$"

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 
 from app.api import accounts, points
 from app.api.accounts import AccountFields, LinkedAccountInfo
+from app.api.balance_route import BalanceRoute
 from app.api.deps import GatewayDep, PointsQueryDep
 from app.api.docs import account_body, problem_examples, problems
 from app.api.params import UserId
@@ -105,6 +106,7 @@ def _add_provider(router: APIRouter, plugin: ProviderPlugin) -> None:
         dependencies=[READ_POINTS],
         responses=_one_responses(name),
         tags=["points"],
+        route_class_override=BalanceRoute,
     )
     router.add_api_route(
         points_path,
@@ -159,7 +161,12 @@ def _add_any_provider(router: APIRouter) -> None:
         (accounts, "DELETE", handle.unlink, WRITE_ACCOUNTS),
     ):
         router.add_api_route(
-            path, handler, methods=[method], dependencies=[scope], include_in_schema=False
+            path,
+            handler,
+            methods=[method],
+            dependencies=[scope],
+            include_in_schema=False,
+            route_class_override=BalanceRoute if handler is handle.get_points else None,
         )
 
 

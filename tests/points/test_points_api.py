@@ -184,6 +184,24 @@ async def test_providers_filter_empty_names(
     assert_problem(r, 422, "invalid_request")
 
 
+async def test_providers_filter_over_512_characters_is_422_as_fastapi_words_it(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    # BalanceRoute reads the filter itself; its error is the one Query(max_length=512) gave.
+    mock_upstreams(upstream)
+    fits = await client.get("/users/alice/points", params={"providers": "gafapay" + " " * 505})
+    assert fits.status_code == 200, fits.text
+    r = await client.get("/users/alice/points", params={"providers": "gafapay" + " " * 506})
+    body = assert_problem(r, 422, "invalid_request")
+    assert body["errors"] == [
+        {
+            "loc": ["query", "providers"],
+            "msg": "String should have at most 512 characters",
+            "type": "string_too_long",
+        }
+    ]
+
+
 async def test_providers_filter_on_unlinked_program(
     client: httpx.AsyncClient, upstream: respx.MockRouter
 ) -> None:
