@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from app.accounts.store import AccountStore, LinkedAccount
 from app.errors import AccountNotLinked, GatewayError, StoreUnavailable
+from app.observability import events
 from app.points.fetcher import BalanceFetcher, error_entry
 from app.points.models import Balance, BalanceStatus, PointsAnswer
 from app.providers.base import CallContext
@@ -111,8 +112,10 @@ class Aggregator:
         options: QueryOptions,
     ) -> Balance:
         if account is None:
+            events.provider_answered(name, AccountNotLinked.code, "none")
             return error_entry(name, AccountNotLinked(f"No {name} account is linked"))
         if isinstance(account, GatewayError):
+            events.provider_answered(name, account.code, "none")
             return error_entry(name, account)
         budget = min(self._registry.adapter(name).timeout, deadline_at - self._clock())
         return await self.fetcher.linked_balance(
