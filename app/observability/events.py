@@ -1,8 +1,11 @@
 """What the hot paths report: one call per event, loggers built once, metrics when an app serves.
 
-The fetcher, the iamport token manager and the outbound exchange call these; each writes one log
-line (structlog, so the request id bound by the middleware comes along) and counts the event in
-the metrics of the app serving the request (`current_metrics()`; none outside a request).
+The fetcher, the iamport token manager and the outbound exchange call these; each counts the event
+in the metrics of the app serving the request (`current_metrics()`; none outside a request) and
+may write a log line (structlog, so the request id bound by the middleware comes along). What a
+request's providers did is also noted in the request's provider summary (`track_providers`), which
+the middleware writes on the request's one INFO line: per-call lines are DEBUG unless something
+went wrong or was retried.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypedDict
 
 from app.errors import GatewayError, UpstreamTimeout
 from app.observability import tracing
@@ -24,10 +27,82 @@ upstream_log = HotLogger("points_gateway.upstream")
 cache_log = HotLogger("points_gateway.cache")
 breaker_log = HotLogger("points_gateway.breaker")
 
-# A provider refusing the user's request is an answer, not trouble: logged at INFO like success.
+# A provider refusing the user's request is an answer, not trouble: quiet like success.
 _QUIET_OUTCOMES = frozenset({"ok", "provider_rejected"})
 CacheState = Literal["miss", "refresh", "none"]
 """Why a provider is called: nothing fresh cached, the caller asked `no-cache`, or one-shot."""
+Source = Literal["upstream", "coalesced", "cache", "stale", "none"]
+"""Where a request's answer for a provider came from (`none`: nowhere, no call was made)."""
+
+
+class ProviderSummary(TypedDict):
+    """One provider's part in one request, as the request's log line shows it."""
+
+    outcome: str
+    source: Source
+    attempts: int
+    upstream_ms: float
+
+
+Providers = dict[str, ProviderSummary]
+"""A request's provider summary: each provider it asked, by name."""
+
+# The summary of the request being served: the middleware binds one dict per request before the
+# app runs, so the tasks the aggregator fans out to (which copy the context) all fill the same
+# object. None outside a request (start-up, background work): nothing is noted then.
+_providers: ContextVar[Providers | None] = ContextVar("points_request_providers", default=None)
+
+
+def track_providers() -> tuple[Providers, Token[Providers | None]]:
+    """Start noting what providers do for the current request; reset the token when it ends."""
+    providers: Providers = {}
+    return providers, _providers.set(providers)
+
+
+def stop_tracking_providers(token: Token[Providers | None]) -> None:
+    """Undo `track_providers`."""
+    _providers.reset(token)
+
+
+def _note(provider: str, outcome: str, source: Source) -> None:
+    providers = _providers.get()
+    if providers is not None:
+        providers[provider] = {
+            "outcome": outcome,
+            "source": source,
+            "attempts": 0,
+            "upstream_ms": 0.0,
+        }
+
+
+def _note_attempt(provider: str, number: int, outcome: str, milliseconds: float) -> None:
+    """The last attempt's outcome, how many attempts, and the time spent in all of them."""
+    providers = _providers.get()
+    if providers is None:
+        return
+    noted = providers.get(provider) if number > 1 else None
+    if noted is None:
+        providers[provider] = {
+            "outcome": outcome,
+            "source": "upstream",
+            "attempts": number,
+            "upstream_ms": round(milliseconds, 3),
+        }
+    else:
+        noted["outcome"] = outcome
+        noted["attempts"] = number
+        noted["upstream_ms"] = round(noted["upstream_ms"] + milliseconds, 3)
+
+
+def provider_answered(provider: str, outcome: str, source: Source) -> None:
+    """Note `provider`'s outcome for this request unless an attempt, a skip or the cache did.
+
+    For answers none of those saw: another request's call shared by single-flight (`coalesced`),
+    an account that is not linked or a failure before any call (`none`).
+    """
+    providers = _providers.get()
+    if providers is not None and provider not in providers:
+        _note(provider, outcome, source)
 
 
 @dataclass(slots=True)
@@ -112,16 +187,26 @@ class upstream_attempt:
             {"points.outcome": outcome, "http.response.status_code": status},
             error=None if error is None else outcome,
         )
-        upstream_log.log(
-            logging.INFO if outcome in _QUIET_OUTCOMES else logging.WARNING,
-            "upstream_call",
-            provider=provider,
-            attempt=self._number,
-            outcome=outcome,
-            upstream_status=status,
-            duration_ms=round(duration * 1000, 3),
-            cache=self._cache,
-        )
+        number = self._number
+        milliseconds = duration * 1000
+        _note_attempt(provider, number, outcome, milliseconds)
+        # The request's line carries a first attempt that went well; a failure, or the success
+        # that a retry needed, gets its own line.
+        if outcome not in _QUIET_OUTCOMES:
+            level = logging.WARNING
+        else:
+            level = logging.INFO if number > 1 else logging.DEBUG
+        if upstream_log.enabled_for(level):
+            upstream_log.log(
+                level,
+                "upstream_call",
+                provider=provider,
+                attempt=number,
+                outcome=outcome,
+                upstream_status=status,
+                duration_ms=round(milliseconds, 3),
+                cache=self._cache,
+            )
         metrics = current_metrics()
         if metrics is not None:
             metrics.child(metrics.upstream_calls, provider, outcome).inc()
@@ -130,6 +215,7 @@ class upstream_attempt:
 
 def upstream_skipped(provider: str, reason: str) -> None:
     """No call was made: `circuit_open` or `bulkhead_full`."""
+    _note(provider, reason, "none")
     upstream_log.log(logging.INFO, "upstream_skipped", provider=provider, reason=reason)
     metrics = current_metrics()
     if metrics is not None:
@@ -138,6 +224,17 @@ def upstream_skipped(provider: str, reason: str) -> None:
 
 def cache_served(provider: str, *, stale: bool, age: float) -> None:
     """A balance was answered from the cache (fresh, or stale because the provider failed)."""
+    if stale:
+        providers = _providers.get()
+        noted = providers.get(provider) if providers is not None else None
+        if noted is not None:
+            # The failed attempts stay counted in `attempts` and `upstream_ms`.
+            noted["outcome"] = "ok"
+            noted["source"] = "stale"
+        else:
+            _note(provider, "ok", "stale")
+    else:
+        _note(provider, "ok", "cache")
     # A fresh hit is the normal fast path (counted in the metrics; logged at DEBUG so a cached
     # answer costs one log line, the request's); a stale answer means a provider is failing.
     cache_log.log(

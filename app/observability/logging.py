@@ -56,14 +56,15 @@ QUIET_LOGGERS = dict.fromkeys(
 
 # Set by the formatter itself, never from input: not worth a regex pass on every line.
 _OWN_FIELDS = frozenset({"timestamp", "level", "logger"})
-# The gateway's own events (the hot ones: three lines a request), whose fields below hold values
-# from small fixed sets (route templates, method names, provider names, outcome codes, states,
-# the gateway's own 401 details).
+# The gateway's own events (the hot ones), whose fields below hold values from small fixed sets
+# (route templates, method names, provider names, outcome codes, states, the gateway's own 401
+# details; `providers`, the request's summary, holds only provider names, outcome codes, sources
+# and numbers, and stays an object so the JSON line keeps it one).
 _OWN_EVENTS = frozenset(
     {"request", "upstream_call", "balance_from_cache", "upstream_skipped", "authentication_failed"}
 )
 _FIXED_SET_FIELDS = frozenset(
-    {"event", "method", "route", "provider", "outcome", "cache", "reason"}
+    {"event", "method", "route", "provider", "outcome", "cache", "reason", "providers"}
 )
 
 
@@ -185,6 +186,10 @@ class HotLogger:
         self._name = name
         self._logger = logging.getLogger(name)
         self._slow = get_logger(name)
+
+    def enabled_for(self, level: int) -> bool:
+        """Whether a line at `level` would be written (to skip building its fields when not)."""
+        return self._logger.isEnabledFor(level)
 
     def log(self, level: int, event: str, **fields: object) -> None:
         """One line of `event` with `fields` (and the request id bound in this context)."""

@@ -1,4 +1,8 @@
-"""One log line, metrics and a span per request: a pure ASGI middleware (no per-request task)."""
+"""One log line, metrics and a span per request: a pure ASGI middleware (no per-request task).
+
+The line is the request's only one at INFO when all went well: what each provider did (outcome,
+attempts, upstream time, cache) rides on it as `providers`, noted by `events` while the app ran.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability import tracing
+from app.observability import events, tracing
 from app.observability.logging import HotLogger, bind_request_id, unbind
 from app.observability.metrics import GatewayMetrics, stop_using_metrics, use_metrics
 
@@ -56,6 +60,7 @@ class ObservabilityMiddleware:
         metrics = self._metrics
         method = scope["method"] if scope["method"] in _METHODS else "other"
         log_tokens = bind_request_id(state.get("request_id"))
+        providers, providers_token = events.track_providers()
         metrics_token = use_metrics(metrics)
         metrics.http_in_flight.inc()
         try:
@@ -67,10 +72,11 @@ class ObservabilityMiddleware:
                     raise
                 finally:
                     # Nothing sent means the app failed and the server answers 500.
-                    self._record(scope, state, method, status or 500, started, span)
+                    self._record(scope, state, method, status or 500, started, span, providers)
         finally:
             metrics.http_in_flight.dec()
             stop_using_metrics(metrics_token)
+            events.stop_tracking_providers(providers_token)
             unbind(log_tokens)
 
     def _record(
@@ -81,6 +87,7 @@ class ObservabilityMiddleware:
         status: int,
         started: float,
         span: object,
+        providers: events.Providers,
     ) -> None:
         duration = time.perf_counter() - started
         template = getattr(scope.get("route"), "path", None)
@@ -115,5 +122,7 @@ class ObservabilityMiddleware:
         }
         if principal is not None:
             fields["principal"] = principal
+        if providers:
+            fields["providers"] = providers
         level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
         access_log.log(level, "request", **fields)

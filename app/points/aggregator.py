@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from app.accounts.store import AccountStore, LinkedAccount
 from app.errors import AccountNotLinked, GatewayError, StoreUnavailable
+from app.observability import events
 from app.points.fetcher import BalanceFetcher, error_entry
 from app.points.models import Balance, BalanceStatus, PointsAnswer
 from app.providers.base import CallContext
@@ -125,8 +126,10 @@ class Aggregator:
         for name in names:
             account = linked.get(name)
             if account is None:
+                events.provider_answered(name, AccountNotLinked.code, "none")
                 entries[name] = error_entry(name, AccountNotLinked(f"No {name} account is linked"))
             elif isinstance(account, GatewayError):
+                events.provider_answered(name, account.code, "none")
                 entries[name] = error_entry(name, account)
             else:
                 budget = min(self._registry.adapter(name).timeout, deadline_at - self._clock())

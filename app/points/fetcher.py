@@ -200,27 +200,36 @@ class BalanceFetcher:
         cache: events.CacheState = "refresh" if fresh else "miss"
         whole = self._is_whole(provider, budget)
         ends_at = self._clock() + max(budget, 0)
-        try:
-            # Keyed by generation: after a re-link nobody joins a fetch for the old account.
-            generation = self._generations.get(key, 0)
-            balance = await self._flights.do(
-                f"{key}#{generation}",
-                # What is left of the budget when it starts: a caller whose shared call was
-                # cancelled under it starts its own, still within its deadline.
-                lambda: self._fetch_and_cache(
-                    key, generation, provider, account, call, ends_at - self._clock(), cache, whole
-                ),
-                ends_at=ends_at,
+        # Keyed by generation: after a re-link nobody joins a fetch for the old account.
+        generation = self._generations.get(key, 0)
+        # Whether this request ran the call: its attempts are noted in the request that runs them
+        # only, so a request that joined another's call notes its outcome as `coalesced`.
+        ran = False
+
+        def fetch() -> Coroutine[object, object, ProviderBalance]:
+            nonlocal ran
+            ran = True
+            # What is left of the budget when it starts: a caller whose shared call was
+            # cancelled under it starts its own, still within its deadline.
+            return self._fetch_and_cache(
+                key, generation, provider, account, call, ends_at - self._clock(), cache, whole
             )
+
+        try:
+            balance = await self._flights.do(f"{key}#{generation}", fetch, ends_at=ends_at)
         except (TimeoutError, ProviderError) as exc:
             error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
             age = self._wall() - cached.stored_at if cached else None
             if cached and age is not None and self._stale_allowed(provider, age, error):
                 events.cache_served(provider, stale=True, age=age)
                 return _ok_entry(provider, cached, cached=True, stale=True)
+            events.provider_answered(provider, error.code, "none" if ran else "coalesced")
             return error_entry(provider, error)
         except Exception:
+            events.provider_answered(provider, InternalError.code, "none" if ran else "coalesced")
             return _unexpected(provider)
+        if not ran:
+            events.provider_answered(provider, "ok", "coalesced")
         return _ok_entry(provider, balance, cached=False, stale=False)
 
     async def cached_balance(self, user_id: str, provider: str) -> Balance | None:
@@ -247,10 +256,13 @@ class BalanceFetcher:
                 whole=self._is_whole(provider, budget),
             )
         except TimeoutError:
+            events.provider_answered(provider, UpstreamTimeout.code, "none")
             return error_entry(provider, _timeout(provider, budget))
         except ProviderError as exc:
+            events.provider_answered(provider, exc.code, "none")
             return error_entry(provider, exc)
         except Exception:
+            events.provider_answered(provider, InternalError.code, "none")
             return _unexpected(provider)
         return _ok_entry(provider, balance, cached=False, stale=False)
 

@@ -35,6 +35,11 @@ class CapturedLogs:
             parsed.append(value)
         return parsed
 
+    def clear(self) -> None:
+        """Forget what was written so far."""
+        self.stream.seek(0)
+        self.stream.truncate()
+
     def events(self, event: str) -> list[dict[str, Any]]:
         """The lines of one event (`request`, `upstream_call`, ...)."""
         return [line for line in self.lines() if line.get("event") == event]

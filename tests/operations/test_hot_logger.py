@@ -91,6 +91,8 @@ def test_the_direct_path_renders_each_format(sole_handler: io.StringIO, fmt: Log
 def test_below_the_level_nothing_is_written(sole_handler: io.StringIO) -> None:
     HotLogger(NAME).log(logging.DEBUG, "balance_from_cache", provider="gafapay")
     assert sole_handler.getvalue() == ""
+    assert not HotLogger(NAME).enabled_for(logging.DEBUG)
+    assert HotLogger(NAME).enabled_for(logging.INFO)
 
 
 def test_another_handler_gets_the_record_through_the_stdlib(
