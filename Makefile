@@ -39,7 +39,7 @@ openapi: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
-# Load benchmark (issue 8), minutes long; not part of `make test`. QUICK=1 for a 3 s-per-run pass.
+# Load benchmark (issues 8 and 17), about 11 minutes; not part of `make test`. QUICK=1 for a 3 s-per-run pass.
 .PHONY: bench
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -1,13 +1,16 @@
 """A/B: two checkouts' gateways served side by side, wrk runs interleaved, medians of rounds.
 
     python -m bench.ab --a /path/to/parent-checkout [--b .] [--seconds 10] [--rounds 3]
-                       [--rows uncached:50,uncached:1,cached:50]
+                       [--rows uncached:50,uncached:1,cached:50] [--auth jwt]
 
 Each side serves its own `app` (its checkout first on PYTHONPATH) from this venv, over the same
 nginx upstreams and the same PostgreSQL accounts (migrated and imported by side B, the newer);
 rows: uncached merged c=50, uncached merged c=1, cached merged c=50, each side in two start-order
-placements. Prints medians per side and the ratio B/A; nothing is written. Loopback only, bounded
-by 2 x rounds x rows x 2 x seconds.
+placements. `--auth jwt`: both sides require bearer tokens (one HS256 secret generated for the
+run, `bench/jwt_auth.py`) and every request sends the same service token, which measures token
+verification (after the first request, the verified-token cache where a side has one). Prints
+medians per side and the ratio B/A; nothing is written. Loopback only, bounded by
+2 x rounds x rows x 2 x seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from bench.jwt_auth import new_jwt_auth
 from bench.run import (
     ROOT,
     ROTATING,
@@ -50,9 +54,18 @@ def main() -> None:
     parser.add_argument(
         "--rows", default=",".join(f"{k}:{c}" for k, c in ROWS), help="e.g. uncached:1,cached:50"
     )
+    parser.add_argument(
+        "--auth",
+        choices=("none", "jwt"),
+        default="none",
+        help="jwt: both sides require a bearer token, the load sends one service token",
+    )
     args = parser.parse_args()
     rows = [(kind, int(c)) for kind, c in (r.split(":") for r in args.rows.split(","))]
     kinds = {kind for kind, _ in rows}
+    if unknown := kinds - {"uncached", "cached"}:
+        parser.error(f"row kinds are uncached and cached, not {', '.join(sorted(unknown))}")
+    auth = new_jwt_auth() if args.auth == "jwt" else None
     nginx, wrk = ensure_tools()
     store = open_store()
     results: dict[tuple[str, str, int], list[Result]] = {}
@@ -75,11 +88,13 @@ def main() -> None:
                         if kind not in kinds:
                             continue
                         name = f"{side}-{kind}-{placement}"
-                        gw = start_gateway(tmp, name, ngx.url, store, ttl=ttl, source=sources[side])
+                        gw = start_gateway(
+                            tmp, name, ngx.url, store, ttl=ttl, source=sources[side], auth=auth
+                        )
                         servers.append(gw)
                         sides[(side, kind)] = gw
                         if kind == "cached":
-                            asyncio.run(_prefill(gw.url))
+                            asyncio.run(_prefill(gw.url, gw.headers))
                         bench.warm(gw, ROTATING)
                 for round_ in range(args.rounds):
                     log(f"placement {order[0]} first, round {round_ + 1} of {args.rounds}")
@@ -95,6 +110,8 @@ def main() -> None:
             drop_store(store)
     runs = 2 * args.rounds
     print(f"\nA = {args.a}\nB = {args.b}\nmedians of {runs} runs of {args.seconds} s")
+    if auth is not None:
+        print("auth: JWT required on both sides, one HS256 service token on every request")
     print("| row | A req/s | B req/s | B/A | A p50 ms | B p50 ms | A CPU ms/req | B CPU ms/req |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, c in rows:
