@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -61,12 +62,14 @@ class Aggregator:
         names = [
             n for n in self._registry.names() if (n in only if only is not None else n in linked)
         ]
-        entries = await self._entries(user_id, names, linked, call, deadline_at, options)
+        entries = await asyncio.gather(
+            *(self._entry(user_id, n, linked.get(n), call, deadline_at, options) for n in names)
+        )
         answered = [e.provider for e in entries if e.status is BalanceStatus.OK and not e.cached]
         if answered:
             self._store.note_fetched(user_id, answered)
         complete = all(e.status == "ok" for e in entries)
-        return PointsAnswer.model_construct(user_id=user_id, complete=complete, balances=entries)
+        return PointsAnswer(user_id=user_id, complete=complete, balances=list(entries))
 
     async def linked_balance(
         self, user_id: str, provider: str, call: CallContext, options: QueryOptions
@@ -108,36 +111,16 @@ class Aggregator:
         deadline_at: float,
         options: QueryOptions,
     ) -> Balance:
-        [entry] = await self._entries(user_id, [name], {name: account}, call, deadline_at, options)
-        return entry
-
-    async def _entries(
-        self,
-        user_id: str,
-        names: Sequence[str],
-        linked: Mapping[str, LinkedAccount | None],
-        call: CallContext,
-        deadline_at: float,
-        options: QueryOptions,
-    ) -> list[Balance]:
-        """Each name's entry, in order: an error for an account not linked or unreadable."""
-        entries: dict[str, Balance] = {}
-        wanted: list[tuple[str, BaseModel, float]] = []
-        for name in names:
-            account = linked.get(name)
-            if account is None:
-                events.provider_answered(name, AccountNotLinked.code, "none")
-                entries[name] = error_entry(name, AccountNotLinked(f"No {name} account is linked"))
-            elif isinstance(account, GatewayError):
-                events.provider_answered(name, account.code, "none")
-                entries[name] = error_entry(name, account)
-            else:
-                budget = min(self._registry.adapter(name).timeout, deadline_at - self._clock())
-                wanted.append((name, account, budget))
-        if wanted:
-            fetched = await self.fetcher.linked_balances(user_id, wanted, call, options.fresh)
-            entries.update(zip((name for name, _, _ in wanted), fetched, strict=True))
-        return [entries[name] for name in names]
+        if account is None:
+            events.provider_answered(name, AccountNotLinked.code, "none")
+            return error_entry(name, AccountNotLinked(f"No {name} account is linked"))
+        if isinstance(account, GatewayError):
+            events.provider_answered(name, account.code, "none")
+            return error_entry(name, account)
+        budget = min(self._registry.adapter(name).timeout, deadline_at - self._clock())
+        return await self.fetcher.linked_balance(
+            user_id, name, account, call, budget=budget, fresh=options.fresh
+        )
 
     async def _from_cache(self, user_id: str, only: Sequence[str] | None) -> PointsAnswer:
         # The store is down, so which providers are linked is unknown: answer what the cache holds.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -49,11 +49,7 @@ def error_entry(provider: str, error: GatewayError) -> Balance:
 def _ok_entry(
     provider: str, value: ProviderBalance | CachedBalance, *, cached: bool, stale: bool
 ) -> Balance:
-    # A cache entry was checked by CachedBalance.decode (finite decimals, an aware time):
-    # validating it again cost a few µs per entry of every cached answer. An adapter's values
-    # are validated (a plugin may hand in a float).
-    make = Balance.model_construct if isinstance(value, CachedBalance) else Balance
-    return make(
+    return Balance(
         provider=provider,
         status=BalanceStatus.OK,
         points=value.points,
@@ -61,17 +57,8 @@ def _ok_entry(
         as_of=value.as_of,
         cached=cached,
         stale=stale,
-        details=None if value.details is None else dict(value.details),
+        details=value.details,
     )
-
-
-def _cacheable(balance: ProviderBalance, now: float) -> CachedBalance:
-    """An adapter's balance as the cache keeps it: validated once here, so that a cached answer
-    (in memory, the very object) is made without validating it again (`_ok_entry`)."""
-    checked = _ok_entry("", balance, cached=False, stale=False)
-    if checked.points is None or checked.unit is None or checked.as_of is None:
-        raise InternalError("An adapter returned a balance without points, unit or time.")
-    return CachedBalance(checked.points, checked.unit, checked.as_of, now, checked.details)
 
 
 def cache_key(provider: str, user_id: str) -> str:
@@ -147,55 +134,12 @@ class BalanceFetcher:
         fresh: bool = False,
     ) -> Balance:
         """A linked account's entry: fresh cache, else fetched (shared), else stale, else error."""
-        [entry] = await self.linked_balances(user_id, [(provider, account, budget)], call, fresh)
-        return entry
-
-    async def linked_balances(
-        self,
-        user_id: str,
-        wanted: Sequence[tuple[str, BaseModel, float]],
-        call: CallContext,
-        fresh: bool = False,
-    ) -> list[Balance]:
-        """The entries of `(provider, account, budget)`s, in order; the fetches run concurrently.
-
-        One cache read for them all (one round trip on Redis), and the entries the cache answers
-        fresh are made at once: a task per entry cost about a tenth of a cached answer, and
-        cached answers are the common case.
-        """
-        keys = [cache_key(provider, user_id) for provider, _, _ in wanted]
-        found = await self.cache.get_many(keys)
-        entries = [
-            None if fresh else self._fresh_entry(provider, cached)
-            for (provider, _, _), cached in zip(wanted, found, strict=True)
-        ]
-        missing = [i for i, entry in enumerate(entries) if entry is None]
-        fetches = [self._fetched_entry(keys[i], *wanted[i], call, found[i], fresh) for i in missing]
-        fetched = [await fetches[0]] if len(fetches) == 1 else await asyncio.gather(*fetches)
-        for i, entry in zip(missing, fetched, strict=True):
-            entries[i] = entry
-        return [entry for entry in entries if entry is not None]
-
-    def _fresh_entry(self, provider: str, cached: CachedBalance | None) -> Balance | None:
-        if cached is None:
-            return None
-        age = self._wall() - cached.stored_at
-        if age >= self._ttls[provider]:
-            return None
-        events.cache_served(provider, stale=False, age=age)
-        return _ok_entry(provider, cached, cached=True, stale=False)
-
-    async def _fetched_entry(
-        self,
-        key: str,
-        provider: str,
-        account: BaseModel,
-        budget: float,
-        call: CallContext,
-        cached: CachedBalance | None,
-        fresh: bool,
-    ) -> Balance:
-        """Fetched (shared with concurrent callers), else the stale cached value, else the error."""
+        key = cache_key(provider, user_id)
+        cached = await self.cache.get(key)
+        age = self._wall() - cached.stored_at if cached else None
+        if cached and age is not None and not fresh and age < self._ttls[provider]:
+            events.cache_served(provider, stale=False, age=age)
+            return _ok_entry(provider, cached, cached=True, stale=False)
         events.cache_missed(provider)
         cache: events.CacheState = "refresh" if fresh else "miss"
         whole = self._is_whole(provider, budget)
@@ -219,7 +163,6 @@ class BalanceFetcher:
             balance = await self._flights.do(f"{key}#{generation}", fetch, ends_at=ends_at)
         except (TimeoutError, ProviderError) as exc:
             error = exc if isinstance(exc, ProviderError) else _timeout(provider, budget)
-            age = self._wall() - cached.stored_at if cached else None
             if cached and age is not None and self._stale_allowed(provider, age, error):
                 events.cache_served(provider, stale=True, age=age)
                 return _ok_entry(provider, cached, cached=True, stale=True)
@@ -303,9 +246,10 @@ class BalanceFetcher:
             whole=whole,
         )
         if self._generations.get(key, 0) == generation:
-            await self.cache.set(
-                key, _cacheable(balance, self._wall()), keep_for=self._keep_for(provider)
+            value = CachedBalance(
+                balance.points, balance.unit, balance.as_of, self._wall(), balance.details
             )
+            await self.cache.set(key, value, keep_for=self._keep_for(provider))
         return balance
 
     def _is_whole(self, provider: str, budget: float) -> bool:

@@ -66,10 +66,6 @@ class BalanceCache(Protocol):
 
     async def get(self, key: str) -> CachedBalance | None: ...
 
-    async def get_many(self, keys: Sequence[str]) -> list[CachedBalance | None]:
-        """What `get` gives for each key, in one round trip where the backend has one."""
-        ...
-
     async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None: ...
 
     async def delete(self, keys: Sequence[str]) -> None: ...
@@ -100,9 +96,6 @@ class MemoryBalanceCache:
             return None
         self._entries.move_to_end(key)
         return value
-
-    async def get_many(self, keys: Sequence[str]) -> list[CachedBalance | None]:
-        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None:
         self._entries[key] = (self._clock() + keep_for, value)
@@ -173,16 +166,6 @@ class RedisBalanceCache:
             self._failed(exc, "read")
             return None
         return CachedBalance.decode(raw) if isinstance(raw, bytes) else None
-
-    async def get_many(self, keys: Sequence[str]) -> list[CachedBalance | None]:
-        if not self.healthy or not keys:
-            return [None] * len(keys)
-        try:
-            raws = await self._client.mget([self._prefix + k for k in keys])
-        except (RedisError, OSError, TimeoutError) as exc:  # MGET answers nil for a foreign type
-            self._failed(exc, "read")
-            return [None] * len(keys)
-        return [CachedBalance.decode(raw) if isinstance(raw, bytes) else None for raw in raws]
 
     async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None:
         if not self.healthy:

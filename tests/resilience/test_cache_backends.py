@@ -140,17 +140,6 @@ async def test_delete_drops_only_the_named_keys(cache_backend: BalanceCache) -> 
     assert await cache_backend.get("benepia:alice") == VALUE
 
 
-async def test_get_many_answers_each_key_in_order(cache_backend: BalanceCache) -> None:
-    other = CachedBalance(Decimal("12000"), "benepia_point", VALUE.as_of, VALUE.stored_at)
-    await cache_backend.set("gafapay:alice", VALUE, keep_for=30)
-    await cache_backend.set("benepia:alice", other, keep_for=30)
-
-    got = await cache_backend.get_many(["benepia:alice", "gafapay:nobody", "gafapay:alice"])
-
-    assert got == [other, None, VALUE]
-    assert await cache_backend.get_many([]) == []
-
-
 async def test_a_reachable_backend_is_healthy(cache_backend: BalanceCache) -> None:
     await cache_backend.set("gafapay:alice", VALUE, keep_for=30)
     await cache_backend.get("gafapay:alice")
@@ -239,7 +228,6 @@ async def test_a_foreign_type_under_a_key_does_not_take_the_cache_down(
     await cache_backend.set("gafapay:bob", VALUE, keep_for=30)
 
     assert await cache_backend.get("gafapay:alice") is None
-    assert await cache_backend.get_many(["gafapay:alice", "gafapay:bob"]) == [None, VALUE]
     assert cache_backend.healthy is True
     assert await cache_backend.get("gafapay:bob") == VALUE
 
