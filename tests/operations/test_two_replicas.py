@@ -204,3 +204,29 @@ def until(
 def wait_listening(client: httpx.Client) -> None:
     """Until the replica's account change listener is up and its account cache serving."""
     until(client, "/readyz", lambda r: r.json()["checks"].get("account_cache") == "ok")
+
+
+def test_readyz_says_the_account_cache_is_degraded_while_its_listener_is_gone(
+    sandboxes: Sandboxes, database: str, tmp_path: Path
+) -> None:
+    """The served process: its listener's connection killed, the cache is off (degraded, still
+    ready: lookups go to the database) until the listener is back."""
+    env = {**gateway_env(sandboxes.urls, tmp_path, KEY), "POINTS_DATABASE_URL": database}
+    db_upgrade(env, tmp_path)
+    with (
+        serve_process(env, tmp_path, "replica") as replica,
+        httpx.Client(base_url=replica.base_url, timeout=10.0) as client,
+    ):
+        wait_listening(client)
+        name = database.rsplit("/", 1)[1]  # the fixture's own points_ops_<hex>, not input
+        kill = (
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "  # noqa: S608
+            f"'points-gateway listener' AND datname = '{name}'"
+        )
+        asyncio.run(_admin(kill))
+        degraded = until(
+            client, "/readyz", lambda r: r.json()["checks"].get("account_cache") == "degraded"
+        )
+        assert degraded.status_code == 200, "degraded, not unready: lookups read the database"
+        wait_listening(client)
+        stop(replica)
