@@ -25,7 +25,12 @@ AUTH = {
         }
     ],
 }
-ALICE = bearer(user_token("alice"))
+
+
+def alice() -> dict[str, str]:
+    """Alice's bearer header, minted when a test runs (one minted at collection could expire
+    before a slow suite reaches it)."""
+    return bearer(user_token("alice"))
 
 
 async def test_secret_ownership_lets_the_user_link(serve_definitions: ServeDefinitions) -> None:
@@ -34,7 +39,7 @@ async def test_secret_ownership_lets_the_user_link(serve_definitions: ServeDefin
         linked = await gw.client.put(
             "/users/alice/accounts/acme",
             json={"member_id": "1001", "member_pin": PIN},
-            headers=ALICE,
+            headers=alice(),
         )
         assert linked.status_code == 201, linked.text
 
@@ -44,7 +49,7 @@ async def test_trusted_link_needs_a_service_that_vouches(
 ) -> None:
     async with serve_definitions(SESSION_YAML, auth=AUTH) as gw:
         refused = await gw.client.put(
-            "/users/alice/accounts/acme_session", json={"member_id": "m-1"}, headers=ALICE
+            "/users/alice/accounts/acme_session", json={"member_id": "m-1"}, headers=alice()
         )
         assert refused.status_code == 403, refused.text
         assert refused.json()["code"] == "ownership_proof_required"
@@ -74,11 +79,11 @@ async def test_user_token_ownership_from_a_definition(
     async with serve_definitions(SHIPPED_GAFAPAY, auth=AUTH, providers=settings) as gw:
         gw.upstream.get(url__startswith=f"{GAFAPAY}/gafapay/").mock(return_value=gafapay_ok())
         linked = await gw.client.put(
-            "/users/alice/accounts/gafapay_declared", json=account, headers=ALICE
+            "/users/alice/accounts/gafapay_declared", json=account, headers=alice()
         )
         assert linked.status_code == status, linked.text
         if status == 201:
-            answer = await gw.client.get("/users/alice/points/gafapay_declared", headers=ALICE)
+            answer = await gw.client.get("/users/alice/points/gafapay_declared", headers=alice())
             assert answer.json()["points"] == "250.0"
             sent = gw.upstream.calls.last.request.headers["authorization"]
             assert sent == f"Token {account['token']}"  # the user's own token, not the gateway's
