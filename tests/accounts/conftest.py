@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,20 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await db.dispose()
         await _LOOKUPS.pop(db).aclose()
         return
+    async with pg_schema() as schema:
+        db = build_engine(PG_URL, timeout=5.0, pg_schema=schema)
+        _LOOKUPS[db] = open_lookups(PG_URL, timeout=5.0, pg_schema=schema)
+        try:
+            await upgrade(db)
+            yield db
+        finally:
+            await db.dispose()
+            await _LOOKUPS.pop(db).aclose()
+
+
+@asynccontextmanager
+async def pg_schema() -> AsyncIterator[str]:
+    """An empty schema of its own on the real PostgreSQL, dropped after (or skip, or fail)."""
     reason = await _postgres_available()
     if reason is not None:
         if require_services():
@@ -57,14 +72,9 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     admin = create_async_engine(PG_URL)
     async with admin.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    db = build_engine(PG_URL, timeout=5.0, pg_schema=schema)
-    _LOOKUPS[db] = open_lookups(PG_URL, timeout=5.0, pg_schema=schema)
     try:
-        await upgrade(db)
-        yield db
+        yield schema
     finally:
-        await db.dispose()
-        await _LOOKUPS.pop(db).aclose()
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()

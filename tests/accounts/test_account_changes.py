@@ -4,14 +4,13 @@ cache serves only while it listens. Real PostgreSQL, a schema per test."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.account_cache import AccountCache
 from app.accounts.change_feed import (
@@ -31,8 +30,7 @@ from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.providers.base import Ownership
 from app.providers.benepia import BenepiaAccount
-from tests.accounts.conftest import KEY_A, KEY_B, PG_URL, PLUGINS, _postgres_available
-from tests.conftest import require_services
+from tests.accounts.conftest import KEY_A, KEY_B, PG_URL, PLUGINS, pg_schema
 
 GUARD = 5.0  # a hang guard, not a timing assertion
 PG_DSN = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
@@ -59,24 +57,12 @@ def benepia(user: str = "alice.kim") -> BenepiaAccount:
 
 @pytest.fixture
 async def schema() -> AsyncIterator[str]:
-    reason = await _postgres_available()
-    if reason is not None:
-        if require_services():
-            pytest.fail(f"POINTS_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(PG_URL)
-    async with admin.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    migrating = build_engine(PG_URL, timeout=5.0, pg_schema=name)
-    await upgrade(migrating)
-    await migrating.dispose()
-    try:
+    """A schema migrated to the head (with migration 0003's triggers)."""
+    async with pg_schema() as name:
+        migrating = build_engine(PG_URL, timeout=5.0, pg_schema=name)
+        await upgrade(migrating)
+        await migrating.dispose()
         yield name
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        await admin.dispose()
 
 
 class Stores:
