@@ -31,6 +31,7 @@ from app.providers.base import ProviderPlugin
 from app.providers.registry import Registry, configure, discover_plugins
 from app.resilience.breaker import BreakerSnapshot
 from app.resilience.cache import BalanceCache, MemoryBalanceCache, RedisBalanceCache
+from app.resilience.near_cache import NearCache
 from app.security.authenticator import Authenticator
 from app.security.client_address import ClientAddresses
 from app.security.failed_auth import FailedAuthLimit
@@ -228,10 +229,14 @@ def refuse_a_missing_sqlite_file(url: str) -> None:
 
 
 def open_cache(settings: Settings) -> BalanceCache:
-    """Redis when POINTS_REDIS_URL is set, else process memory."""
-    if settings.redis_url is not None:
-        return RedisBalanceCache.from_url(settings.redis_url.get_secret_value())
-    return MemoryBalanceCache(max_entries=settings.cache.max_entries)
+    """Process memory; with POINTS_REDIS_URL, Redis with this process's copy in front."""
+    near = MemoryBalanceCache(max_entries=settings.cache.max_entries)
+    if settings.redis_url is None:
+        return near
+    far = RedisBalanceCache.from_url(settings.redis_url.get_secret_value())
+    # A copy read from Redis is held as long as any provider's balance could still be served
+    # (a TTL, at most a day, plus stale-if-error): the fetcher judges each by its `stored_at`.
+    return NearCache(near, far, keep_for=86_400 + settings.cache.stale_if_error)
 
 
 def build_gateway(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -13,6 +14,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 log = logging.getLogger("points_gateway.cache")
@@ -116,38 +120,69 @@ class MemoryBalanceCache:
 
 
 class RedisBalanceCache:
-    """Redis shared by every replica; while Redis is unreachable it is skipped, not waited on."""
+    """Redis shared by every replica; while Redis is unreachable it is skipped, not waited on.
+
+    A failed command (an error, or no answer within the socket timeout) counts one failure and
+    answers as a miss; `failures_to_skip` in a row skip Redis for `retry_interval`, after which
+    the next command tries it again (one more failure skips it again, a success closes the
+    count). So one slow read costs that read, not seconds of bypass, and a Redis that is back is
+    used again within the interval. Pooled connections are dropped when Redis is skipped, and a
+    command on a connection broken since (a restarted Redis) is retried once on a new one.
+    """
 
     def __init__(
         self,
         client: Redis,
         *,
         prefix: str = "pg:bal:v1:",
-        retry_interval: float = 5.0,
+        retry_interval: float = 2.0,
+        failures_to_skip: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._prefix = prefix
         self._retry_interval = retry_interval
+        self._failures_to_skip = failures_to_skip
         self._clock = clock
-        self._down_until = 0.0
+        self._failures = 0
+        self._skip_until = 0.0
         self._last_logged = -retry_interval
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25) -> RedisBalanceCache:
         """A cache on `url`; short socket timeouts so a slow Redis cannot hold a request."""
         client = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # A pooled connection idle this long is checked before use, and one that breaks
+            # (Redis restarted under it) is replaced and the command sent again, once; a
+            # timeout is not retried: one slow read must not become two.
+            health_check_interval=2,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         return cls(client)
 
     @property
     def healthy(self) -> bool:
-        return self._clock() >= self._down_until
+        """Whether the last command reached Redis (`/readyz` says `degraded` otherwise)."""
+        return self._failures == 0
 
-    def _failed(self, exc: BaseException, what: str) -> None:
+    def _skipping(self) -> bool:
+        return self._clock() < self._skip_until
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+
+    async def _failed(self, exc: BaseException, what: str) -> None:
+        self._failures += 1
+        if self._failures < self._failures_to_skip:
+            return
         now = self._clock()
-        self._down_until = now + self._retry_interval
+        self._skip_until = now + self._retry_interval
+        # Idle connections that may be broken are not kept for when Redis is back.
+        with contextlib.suppress(RedisError, OSError):
+            await self._client.connection_pool.disconnect(inuse_connections=False)
         # Logged once per interval: an outage must not flood the logs.
         if now - self._last_logged >= self._retry_interval:
             self._last_logged = now
@@ -156,26 +191,35 @@ class RedisBalanceCache:
             )
 
     async def get(self, key: str) -> CachedBalance | None:
-        if not self.healthy:
-            return None
+        value, _ = await self.read(key)
+        return value
+
+    async def read(self, key: str) -> tuple[CachedBalance | None, bool]:
+        """The value under `key`, and whether Redis answered (a skip or a failure did not)."""
+        if self._skipping():
+            return None, False
         try:
             raw = await self._client.get(self._prefix + key)
         except ResponseError:
-            return None  # one foreign value (e.g. WRONGTYPE) is a miss, not an outage
+            self._succeeded()
+            return None, True  # one foreign value (e.g. WRONGTYPE) is a miss, not an outage
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc, "read")
-            return None
-        return CachedBalance.decode(raw) if isinstance(raw, bytes) else None
+            await self._failed(exc, "read")
+            return None, False
+        self._succeeded()
+        return (CachedBalance.decode(raw) if isinstance(raw, bytes) else None), True
 
     async def set(self, key: str, value: CachedBalance, *, keep_for: float) -> None:
-        if not self.healthy:
+        if self._skipping():
             return
         try:
             await self._client.set(
                 self._prefix + key, value.encode(), px=max(1, int(keep_for * 1000))
             )
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc, "write")
+            await self._failed(exc, "write")
+            return
+        self._succeeded()
 
     async def delete(self, keys: Sequence[str]) -> None:
         if not keys:
@@ -183,7 +227,9 @@ class RedisBalanceCache:
         try:
             await self._client.delete(*(self._prefix + k for k in keys))
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc, "delete")
+            await self._failed(exc, "delete")
+            return
+        self._succeeded()
 
     async def aclose(self) -> None:
         await self._client.aclose()

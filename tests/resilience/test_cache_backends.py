@@ -327,25 +327,26 @@ async def test_redis_killed_mid_traffic_degrades_then_recovers(
         warnings = [r for r in caplog.records if WARNING in r.getMessage()]
         assert statuses == ["ok"] * OUTAGE_REQUESTS
         assert route.call_count == 1 + OUTAGE_REQUESTS  # every answer fresh from upstream
-        # Each request skips Redis while it is marked down: it is tried again only once per
-        # retry interval, and each such try logs the warning once.
+        # The first request's read and write failed; the next failure in a row (the second
+        # request's read) skips Redis. While skipped it is tried again only once per retry
+        # interval, and each such try logs the warning once.
         assert elapsed < 4.0, f"{OUTAGE_REQUESTS} requests took {elapsed:.2f} s"
         assert 1 <= len(warnings) <= 1 + int(elapsed / RETRY_INTERVAL)
-        assert outage_commands <= int(elapsed / RETRY_INTERVAL)
+        assert outage_commands <= 1 + int(elapsed / RETRY_INTERVAL)
         assert outage_commands < OUTAGE_REQUESTS - 1
         gaps = [b.created - a.created for a, b in itertools.pairwise(warnings)]
         assert all(gap >= RETRY_INTERVAL * 0.9 for gap in gaps), gaps
 
-        # Back: after the retry interval the cache is used again.
+        # Back: after the retry interval the next command reaches Redis and the cache is used
+        # again (the balance written before the outage expired with the restart).
         private_redis.start()
         await asyncio.sleep(RETRY_INTERVAL + 0.1)
-        assert cache.healthy is True
-        assert (await readiness(client))["checks"]["cache"] == "ok"
         calls = route.call_count
         assert balance_of(await client.get(ALICE_GAFAPAY_PATH))["cached"] is False
+        assert cache.healthy is True
+        assert (await readiness(client))["checks"]["cache"] == "ok"
         assert balance_of(await client.get(ALICE_GAFAPAY_PATH))["cached"] is True
         assert route.call_count == calls + 1
-        assert cache.healthy is True
 
     probe = Redis.from_url(private_redis.url, socket_timeout=2.0)
     try:
@@ -369,8 +370,9 @@ async def test_a_redis_url_on_a_closed_port_still_serves(
     elapsed = time.monotonic() - started
 
     assert body["checks"] == {"store": "ok", "cache": "degraded"}
-    assert (first["cached"], second["cached"]) == (False, False)
-    assert route.call_count == 2
+    # Redis never answered; this process's own copy (the near tier) answered the second.
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert route.call_count == 1
     assert elapsed < 3.0
     assert [r.getMessage() for r in caplog.records if WARNING in r.getMessage()] == [
         f"redis read failed (ConnectionError); {WARNING}"
