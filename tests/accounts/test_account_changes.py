@@ -1,4 +1,4 @@
-"""PostgreSQL tells every process when a linked account changes (migration 0003), and the account
+"""PostgreSQL tells every process when a linked account changes (migrations 0003, 0004), and the account
 cache serves only while it listens. Real PostgreSQL, a schema per test."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from app.accounts.account_cache import AccountCache
 from app.accounts.change_feed import (
     APPLICATION_NAME,
     CHANNEL,
-    RESEALED,
     AccountChange,
     AccountChangeFeed,
     open_change_feed,
@@ -146,16 +145,43 @@ async def test_every_write_a_lookup_reads_is_notified_and_fetch_notes_are_not(
     assert all(float(p[2]) > 0 for p in sent)
 
 
-async def test_key_rotation_is_notified_as_resealed(stores: Stores, schema: str) -> None:
+async def test_a_key_rotation_notifies_nobody_and_cached_accounts_stay(
+    stores: Stores, schema: str
+) -> None:
+    """A re-seal keeps the credentials (migration 0004): replicas keep what they opened."""
     await stores.link(stores.other)
+    await stores.link(stores.other, "bob")
+    await stores.listen()
+    cached = await stores.cached.linked("alice")
     rotated_keys = Keyring.parse(f"{KEY_B},{KEY_A}")
 
     async def rotation() -> None:
-        report = await rotate(stores.other_engine, rotated_keys)
-        assert report.resealed == 1
+        report = await rotate(stores.other_engine, rotated_keys, batch=1)
+        assert report.resealed == 2
 
-    sent = await notifications(schema, rotation)
-    assert [p.split(" ")[3] for p in sent] == [RESEALED]
+    assert await notifications(schema, rotation) == []
+    assert await stores.cached.linked("alice") is cached
+    assert stores.lookups.count == 1
+
+    async def relink() -> None:
+        await stores.link(stores.other)
+
+    sent = await notifications(schema, relink)
+    assert [p.split(" ")[3] for p in sent] == ["changed"], "other writes still notify"
+
+
+async def test_a_hand_run_update_marked_resealed_that_moves_a_row_still_notifies(
+    stores: Stores, schema: str
+) -> None:
+    await stores.link(stores.other)
+
+    async def move() -> None:
+        async with stores.other_engine.begin() as conn:
+            await conn.execute(text("SET LOCAL points.change = 'resealed'"))
+            await conn.execute(update(t).values(user_id="alice2"))
+
+    sent = [p.split(" ") for p in await notifications(schema, move)]
+    assert sorted(p[1] for p in sent) == ["alice", "alice2"]
 
 
 async def test_lookups_are_served_from_the_cache_only_while_listening(stores: Stores) -> None:
