@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row, and_, bindparam, func, literal, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.accounts.schema import linked_accounts as t
@@ -84,7 +84,7 @@ async def rotate(
                 # Tells migration 0004's trigger that the credentials are the same: no replica
                 # needs to hear of it (a replica caches what they open to, not the sealed text).
                 await conn.execute(text("SET LOCAL points.change = 'resealed'"))
-            rows = (await conn.execute(query)).all()
+            rows = [(u, p, s) for u, p, s in await conn.execute(query)]
             if not rows:
                 return report
             after = (rows[-1][0], rows[-1][1])
@@ -96,7 +96,7 @@ async def rotate(
 async def _reseal(
     conn: AsyncConnection,
     keyring: Keyring,
-    rows: Sequence[Row[tuple[str, str, str]]],
+    rows: Sequence[tuple[str, str, str]],
     report: RotationReport,
 ) -> None:
     fresh: list[tuple[str, str, str, str]] = []

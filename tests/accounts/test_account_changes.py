@@ -1,5 +1,5 @@
-"""PostgreSQL tells every process when a linked account changes (migrations 0003, 0004), and the account
-cache serves only while it listens. Real PostgreSQL, a schema per test."""
+"""PostgreSQL tells every process when a linked account changes (migrations 0003, 0004), and the
+account cache serves only while it listens. Real PostgreSQL, a schema per test."""
 
 from __future__ import annotations
 
