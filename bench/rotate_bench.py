@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import statistics
 import subprocess
@@ -109,6 +110,19 @@ async def _fill(keyring: Keyring, count: int) -> None:
         await conn.close()
 
 
+async def _notify_reseals() -> None:
+    """Put back migration 0003's trigger function (a notification per re-sealed row), to compare."""
+    import asyncpg
+
+    name = "app.accounts.migrations.versions.0004_no_notifications_for_resealed"
+    function: str = importlib.import_module(name)._function("")
+    conn = await asyncpg.connect(PG_URL, timeout=5)
+    try:
+        await conn.execute(function)
+    finally:
+        await conn.close()
+
+
 async def _left(current: str) -> int:
     import asyncpg
 
@@ -162,12 +176,14 @@ def _summary(name: str, latencies: list[float], seconds: float) -> dict[str, flo
     return result
 
 
-def run(rows: int, batch: int, probe_seconds: float, rate: float) -> dict[str, object]:
+def run(
+    rows: int, batch: int, probe_seconds: float, rate: float, *, notify_reseals: bool
+) -> dict[str, object]:
     nginx, _ = ensure_tools()
     key_a, key_b = Keyring.generate_entry("bench-a"), Keyring.generate_entry("bench-b")
     asyncio.run(_admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
     asyncio.run(_admin(f"CREATE DATABASE {DB}"))
-    report: dict[str, object] = {"rows": rows, "batch": batch}
+    report: dict[str, object] = {"rows": rows, "batch": batch, "notify_reseals": notify_reseals}
     servers: list[Server] = []
     try:
         with tempfile.TemporaryDirectory(prefix="points-rotate-bench-") as tmpname:
@@ -180,6 +196,8 @@ def run(rows: int, batch: int, probe_seconds: float, rate: float) -> dict[str, o
             started = time.monotonic()
             asyncio.run(_fill(Keyring.parse(key_a), rows))
             log(f"filled {rows} rows under key A in {time.monotonic() - started:.1f} s")
+            if notify_reseals:
+                asyncio.run(_notify_reseals())
 
             ngx = start_nginx(nginx, tmp, '{"points":[]}')
             servers.append(ngx)
@@ -196,9 +214,12 @@ def run(rows: int, batch: int, probe_seconds: float, rate: float) -> dict[str, o
                 started = time.monotonic()
                 rotating = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
                 ended: list[float] = []
-                waiter = threading.Thread(
-                    target=lambda: (rotating.wait(), ended.append(time.monotonic()))
-                )
+
+                def wait() -> None:
+                    rotating.wait()
+                    ended.append(time.monotonic())
+
+                waiter = threading.Thread(target=wait)
                 waiter.start()
                 try:
                     time.sleep(2.0)  # past start-up and the count
@@ -244,8 +265,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--probe-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=200.0, help="probe requests per second")
+    parser.add_argument(
+        "--notify-reseals",
+        action="store_true",
+        help="as before migration 0004: every re-sealed row notifies the listening gateway",
+    )
     args = parser.parse_args()
-    report = run(args.rows, args.batch, args.probe_seconds, args.rate)
+    report = run(
+        args.rows, args.batch, args.probe_seconds, args.rate, notify_reseals=args.notify_reseals
+    )
     print(json.dumps(report, indent=2))
 
 
