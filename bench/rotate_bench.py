@@ -7,7 +7,9 @@ account-change listener is connected, as a replica's is) over nginx as both prov
 steady probe load (a fixed request rate over 10 connections, every bench user's merged points,
 answered from the caches). The probe runs while idle, then during `points-gateway keys rotate`
 (B first, then A) run as a subprocess; the rate is rows / the command's wall time. The database
-is dropped at the end. 1M rows: about 25 s to fill, the rotation's time, and 2 x 20 s of probe.
+is dropped at the end; the report goes to bench/results/rotate.json. 1M rows: about a minute to
+fill, the rotation's time, and 2 x 20 s of probe. `--notify-reseals` compares with migration
+0003's trigger (a notification per re-sealed row).
 """
 
 # ruff: noqa: S603  (a local harness: fixed local tools)
@@ -48,6 +50,7 @@ from bench.run import (
 )
 from bench.upstream_bodies import CURRENCY, GAFAPAY_USER
 
+RESULTS = Path(__file__).resolve().parent / "results" / "rotate.json"
 DB = "points_rotate_bench"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_URL = f"postgresql://postgres@127.0.0.1:5432/{DB}"
@@ -274,7 +277,9 @@ def main() -> None:
     report = run(
         args.rows, args.batch, args.probe_seconds, args.rate, notify_reseals=args.notify_reseals
     )
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    print(text)
+    RESULTS.write_text(text + "\n")
 
 
 if __name__ == "__main__":
