@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text, update
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.account_cache import AccountCache
@@ -22,7 +24,7 @@ from app.accounts.change_feed import (
 )
 from app.accounts.engine import build_engine
 from app.accounts.lookups import Lookups, Row, open_lookups
-from app.accounts.migrate import upgrade
+from app.accounts.migrate import MIGRATIONS, upgrade
 from app.accounts.rotation import rotate
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
@@ -168,6 +170,26 @@ async def test_a_key_rotation_notifies_nobody_and_cached_accounts_stay(
 
     sent = await notifications(schema, relink)
     assert [p.split(" ")[3] for p in sent] == ["changed"], "other writes still notify"
+
+
+async def test_before_migration_0004_each_reseal_was_notified(stores: Stores, schema: str) -> None:
+    """Downgrading puts 0003's trigger back: the re-seals are notified as `resealed` again."""
+    await stores.link(stores.other)
+
+    def downgrade(connection: Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+
+    async with stores.other_engine.begin() as conn:
+        await conn.run_sync(downgrade)
+
+    async def rotation() -> None:
+        assert (await rotate(stores.other_engine, Keyring.parse(f"{KEY_B},{KEY_A}"))).resealed == 1
+
+    sent = await notifications(schema, rotation)
+    assert [p.split(" ")[3] for p in sent] == ["resealed"]
 
 
 async def test_a_hand_run_update_marked_resealed_that_moves_a_row_still_notifies(
