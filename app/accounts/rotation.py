@@ -81,8 +81,8 @@ async def rotate(
         query = query.order_by(t.c.user_id, t.c.provider).limit(batch)
         async with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                # Tells migration 0004's trigger that the credentials are the same: no replica
-                # needs to hear of it (a replica caches what they open to, not the sealed text).
+                # Tells migration 0004's trigger that the credentials stay the same, so no replica
+                # is notified: replicas cache the opened credentials, never the sealed text.
                 await conn.execute(text("SET LOCAL points.change = 'resealed'"))
             rows = [(u, p, s) for u, p, s in await conn.execute(query)]
             if not rows:
