@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.accounts.engine import build_engine
 from app.accounts.memory_store import load_accounts_file
 from app.accounts.migrate import Upgrade, schema_problem, schema_state, upgrade
-from app.accounts.rotation import RotationReport, rotate
+from app.accounts.rotation import RotationReport, pending, rotate
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountStore
 from app.errors import ConfigurationError
+from app.progress import progress
 from app.providers.base import ProviderPlugin
 from app.providers.registry import discover_plugins
 from app.settings import Settings
@@ -75,11 +76,17 @@ async def import_accounts(settings: Settings, path: Path) -> int:
         await store.aclose()
 
 
-async def rotate_keys(settings: Settings, *, batch: int) -> RotationReport:
-    """Re-seal every stored credential under the current key."""
+async def rotate_keys(
+    settings: Settings, *, batch: int, interactive: bool | None = None
+) -> RotationReport:
+    """Re-seal every stored credential under the current key, showing its progress."""
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
     try:
         await _require_schema(engine)
-        return await rotate(engine, _keyring(settings), batch=batch)
+        keyring = _keyring(settings)
+        total = await pending(engine, keyring)
+        label = f"re-sealing under key {keyring.current_id}"
+        with progress(label, total, interactive=interactive) as advance:
+            return await rotate(engine, keyring, batch=batch, on_batch=lambda r: advance(r.rows))
     finally:
         await engine.dispose()

@@ -41,7 +41,8 @@ class AccountChange:
     lag: float | None
     """Seconds from the change to its notice here, or None if the payload had no time."""
     kind: str = CHANGED
-    """`changed`, or `resealed` (the same credentials under another key: `keys rotate`)."""
+    """`changed`, or `resealed` (the same credentials under another key: a statement marked so;
+    `keys rotate`'s own re-seals notify nobody since migration 0004)."""
 
 
 def parse_change(payload: str, now: float) -> AccountChange | None:

@@ -1,5 +1,5 @@
-"""PostgreSQL tells every process when a linked account changes (migration 0003), and the account
-cache serves only while it listens. Real PostgreSQL, a schema per test."""
+"""PostgreSQL tells every process when a linked account changes (migrations 0003, 0004), and the
+account cache serves only while it listens. Real PostgreSQL, a schema per test."""
 
 from __future__ import annotations
 
@@ -9,21 +9,22 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text, update
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.account_cache import AccountCache
 from app.accounts.change_feed import (
     APPLICATION_NAME,
     CHANNEL,
-    RESEALED,
     AccountChange,
     AccountChangeFeed,
     open_change_feed,
 )
 from app.accounts.engine import build_engine
 from app.accounts.lookups import Lookups, Row, open_lookups
-from app.accounts.migrate import upgrade
+from app.accounts.migrate import MIGRATIONS, upgrade
 from app.accounts.rotation import rotate
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
@@ -146,16 +147,63 @@ async def test_every_write_a_lookup_reads_is_notified_and_fetch_notes_are_not(
     assert all(float(p[2]) > 0 for p in sent)
 
 
-async def test_key_rotation_is_notified_as_resealed(stores: Stores, schema: str) -> None:
+async def test_a_key_rotation_notifies_nobody_and_cached_accounts_stay(
+    stores: Stores, schema: str
+) -> None:
+    """A re-seal keeps the credentials (migration 0004): replicas keep what they opened."""
     await stores.link(stores.other)
+    await stores.link(stores.other, "bob")
+    await stores.listen()
+    cached = await stores.cached.linked("alice")
     rotated_keys = Keyring.parse(f"{KEY_B},{KEY_A}")
 
     async def rotation() -> None:
-        report = await rotate(stores.other_engine, rotated_keys)
-        assert report.resealed == 1
+        report = await rotate(stores.other_engine, rotated_keys, batch=1)
+        assert report.resealed == 2
+
+    assert await notifications(schema, rotation) == []
+    assert await stores.cached.linked("alice") is cached
+    assert stores.lookups.count == 1
+
+    async def relink() -> None:
+        await stores.link(stores.other)
+
+    sent = await notifications(schema, relink)
+    assert [p.split(" ")[3] for p in sent] == ["changed"], "other writes still notify"
+
+
+async def test_before_migration_0004_each_reseal_was_notified(stores: Stores, schema: str) -> None:
+    """Downgrading puts 0003's trigger back: the re-seals are notified as `resealed` again."""
+    await stores.link(stores.other)
+
+    def downgrade(connection: Connection) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+
+    async with stores.other_engine.begin() as conn:
+        await conn.run_sync(downgrade)
+
+    async def rotation() -> None:
+        assert (await rotate(stores.other_engine, Keyring.parse(f"{KEY_B},{KEY_A}"))).resealed == 1
 
     sent = await notifications(schema, rotation)
-    assert [p.split(" ")[3] for p in sent] == [RESEALED]
+    assert [p.split(" ")[3] for p in sent] == ["resealed"]
+
+
+async def test_a_hand_run_update_marked_resealed_that_moves_a_row_still_notifies(
+    stores: Stores, schema: str
+) -> None:
+    await stores.link(stores.other)
+
+    async def move() -> None:
+        async with stores.other_engine.begin() as conn:
+            await conn.execute(text("SET LOCAL points.change = 'resealed'"))
+            await conn.execute(update(t).values(user_id="alice2"))
+
+    sent = [p.split(" ") for p in await notifications(schema, move)]
+    assert sorted(p[1] for p in sent) == ["alice", "alice2"]
 
 
 async def test_lookups_are_served_from_the_cache_only_while_listening(stores: Stores) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.accounts.rotation import RotationReport, rotate
+from app.accounts import rotation
+from app.accounts.rotation import RotationReport, pending, rotate
 from app.accounts.schema import linked_accounts as t
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
@@ -239,3 +241,68 @@ async def test_a_batch_size_below_one_is_refused(
     with pytest.raises(ValueError, match="batch"):
         async with asyncio.timeout(0.5):
             await rotate(engine, Keyring.parse(f"{KEY_B},{KEY_A}"), batch=batch)
+
+
+# --- one pass at scale (issue 18) -------------------------------------------------------------
+
+FIVE = USERS[:5]  # 5 Benepia rows and 3 GafaPay rows: 8 rows, 4 batches of 2
+
+
+async def tamper(engine: AsyncEngine, user_id: str, provider: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(t)
+            .where(t.c.user_id == user_id, t.c.provider == provider)
+            .values(sealed="v1.key-a.AAAA.AAAA")
+        )
+
+
+async def test_one_pass_reads_each_row_once_in_batches(
+    make_sql_store: StoreFactory, engine: AsyncEngine
+) -> None:
+    await seed(make_sql_store(KEY_A), FIVE)
+    rows = len(await key_ids(engine))
+    assert rows == 8
+    await tamper(engine, FIVE[1], "benepia")
+    keyring = Keyring.parse(f"{KEY_B},{KEY_A}")
+    assert await pending(engine, keyring) == rows
+
+    looked_at: list[int] = []
+    report = await rotate(engine, keyring, batch=2, on_batch=lambda r: looked_at.append(r.rows))
+    # Each batch starts after the one before: every row looked at once, the unreadable one too.
+    assert looked_at == [2, 4, 6, 8]
+    assert report == RotationReport(resealed=rows - 1, skipped_changed=0, unreadable=1)
+    assert await pending(engine, keyring) == 1
+    await assert_all_readable(make_sql_store(KEY_B), [u for u in FIVE if u != FIVE[1]])
+
+    # A rerun looks only at what is left: the unreadable row, counted once more.
+    again: list[int] = []
+    rerun = await rotate(engine, keyring, batch=2, on_batch=lambda r: again.append(r.rows))
+    assert rerun == RotationReport(unreadable=1)
+    assert again == [1]
+
+
+async def test_a_link_between_the_read_and_the_write_wins(
+    make_sql_store: StoreFactory, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(make_sql_store(KEY_A), FIVE)
+    serving = make_sql_store(KEY_B, KEY_A)
+    keyring = Keyring.parse(f"{KEY_B},{KEY_A}")
+    victim = FIVE[2]
+    reseal = rotation._reseal
+
+    async def link_first(conn: AsyncConnection, *args: Any) -> None:
+        if any(row[0] == victim for row in args[1]):
+            await serving.upsert(
+                victim, "benepia", benepia(victim, "newest"), masked_id="m", ownership=SECRET
+            )
+        await reseal(conn, *args)
+
+    monkeypatch.setattr(rotation, "_reseal", link_first)
+    report = await rotate(engine, keyring, batch=2)
+    assert report.skipped_changed == 1
+    assert report.resealed == len(await key_ids(engine)) - 1
+    assert set((await key_ids(engine)).values()) == {"key-b"}
+    found = await make_sql_store(KEY_B).linked(victim)
+    assert found["benepia"] == benepia(victim, "newest")
+    assert await rotate(engine, keyring) == RotationReport()

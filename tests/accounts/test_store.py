@@ -672,7 +672,7 @@ async def test_running_the_migrations_again_is_a_no_op(
     await upgrade(engine)
     async with engine.connect() as conn:
         versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-    assert [v[0] for v in versions] == ["0003"]
+    assert [v[0] for v in versions] == ["0004"]
     assert await row_count(engine) == 1
     assert benepia_of((await store.linked("alice"))["benepia"]) == benepia()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -363,15 +364,20 @@ def test_accounts_import_refuses_user_ids_the_api_cannot_address(
 
 
 def test_keys_rotate_reseals_and_reports_counts(
-    cli: Cli, env: dict[str, str], tmp_path: Path
+    cli: Cli, env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert cli("db", "upgrade")[0] == 0
     assert cli("accounts", "import", str(write_accounts(tmp_path / "a.json")))[0] == 0
 
     rotated = f"{KEY_B},{KEY_A}"
+    caplog.set_level(logging.INFO, "points_gateway.progress")
     code, out, err = cli("keys", "rotate", "--batch", "2", POINTS_SECRET_KEYS=rotated)
     assert code == 0, err
     assert "re-sealed 3" in out
+    # Not a terminal: progress as log lines, the total first.
+    lines = [r.getMessage() for r in caplog.records if r.name == "points_gateway.progress"]
+    assert lines[0] == "re-sealing under key key-b: 3 rows"
+    assert lines[-1].startswith("re-sealing under key key-b: 3 rows in ")
     assert "0 unreadable" in out
     assert_no_secrets(out, err)
 
