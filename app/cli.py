@@ -51,7 +51,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         uvicorn.run("app.main:create_app_from_env", factory=True, workers=args.workers, **common)
         return 0
-    server = GracefulServer(uvicorn.Config(app, **common), app.state.shutdown)
+    server = GracefulServer(
+        uvicorn.Config(app, **common), app.state.shutdown, drain=settings.shutdown_drain
+    )
     server.run()
     return 0 if server.started else 3  # 3: uvicorn's own "startup failed" code
 
