@@ -13,6 +13,7 @@ fails from the lifespan shutdown on.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from types import FrameType
@@ -20,6 +21,8 @@ from types import FrameType
 import uvicorn
 
 log = logging.getLogger("points_gateway.shutdown")
+# What `serve --workers N`'s supervisor sends its workers when it starts draining.
+DRAIN_SIGNAL = signal.SIGUSR1
 
 
 class ShutdownState:
@@ -36,6 +39,11 @@ class ShutdownState:
     def begin(self) -> None:
         """Mark the instance as shutting down (idempotent; safe in a signal handler)."""
         self._event.set()
+
+
+def begin_on_drain_signal(state: ShutdownState) -> None:
+    """In a worker of `serve --workers N`: fail readiness when the supervisor starts draining."""
+    signal.signal(DRAIN_SIGNAL, lambda sig, frame: state.begin())
 
 
 class GracefulServer(uvicorn.Server):

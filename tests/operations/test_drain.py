@@ -126,15 +126,25 @@ def _exit_code(served: ServeProcess, within: float) -> int:
 
 
 def _logged_at(served: ServeProcess, event: str) -> float:
-    (line,) = [line for line in served.log_lines() if line["event"] == event]
+    """When `event` was first logged (with --workers N each worker logs its own)."""
+    line = next(line for line in served.log_lines() if line["event"] == event)
     return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
+SERVE_ARGS = pytest.mark.parametrize(
+    "args", [pytest.param([], id="one-process"), pytest.param(["--workers", "2"], id="workers")]
+)
+
+
+@SERVE_ARGS
 def test_sigterm_fails_readiness_serves_through_the_drain_then_refuses_and_exits(
-    sandboxes: Sandboxes, tmp_path: Path
+    sandboxes: Sandboxes, tmp_path: Path, args: list[str]
 ) -> None:
     env = _env(sandboxes, tmp_path, DRAIN)
-    with serve_process(env, tmp_path, "drain") as served, ClientLoop(served.base_url) as client:
+    with (
+        serve_process(env, tmp_path, "drain", args=args) as served,
+        ClientLoop(served.base_url) as client,
+    ):
         client.wait_for(20)
         signalled = time.time()
         served.proc.send_signal(signal.SIGTERM)
@@ -144,7 +154,8 @@ def test_sigterm_fails_readiness_serves_through_the_drain_then_refuses_and_exits
 
     assert code in (0, -signal.SIGTERM), served.stderr.read_text()
     drained_at = _logged_at(served, "shutdown_drain")
-    closed_at = _logged_at(served, "Shutting down")  # uvicorn's line, just before it closes
+    # uvicorn's line, just before it closes the listener (the first worker's, with --workers N).
+    closed_at = _logged_at(served, "Shutting down")
     assert signalled <= drained_at < closed_at
 
     before = [a for a in attempts if a.ended < signalled]
@@ -169,12 +180,20 @@ def test_sigterm_fails_readiness_serves_through_the_drain_then_refuses_and_exits
     assert after_close[-1].refused
 
 
-@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    ("second", "args"),
+    [
+        pytest.param(signal.SIGTERM, [], id="SIGTERM"),
+        pytest.param(signal.SIGINT, [], id="SIGINT"),
+        pytest.param(signal.SIGINT, ["--workers", "2"], id="workers-SIGINT"),
+    ],
+)
 def test_a_second_signal_during_the_drain_skips_the_rest_of_it(
-    sandboxes: Sandboxes, tmp_path: Path, second: signal.Signals
+    sandboxes: Sandboxes, tmp_path: Path, second: signal.Signals, args: list[str]
 ) -> None:
     long_drain = 120  # far longer than the hang guard: only the second signal can end it
-    with serve_process(_env(sandboxes, tmp_path, long_drain), tmp_path, "drain2") as served:
+    env = _env(sandboxes, tmp_path, long_drain)
+    with serve_process(env, tmp_path, "drain2", args=args) as served:
         served.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + CLIENT_GUARD
         with httpx.Client(base_url=served.base_url, timeout=5.0) as client:
