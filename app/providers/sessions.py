@@ -63,7 +63,8 @@ class SessionTokens:
         self.refresh_count = 0
 
     async def token(self) -> str:
-        """A token valid for at least the refresh margin (or freshly issued)."""
+        """A token valid for at least the refresh margin, or freshly issued; with `refresh_ahead`,
+        the current one while it is valid at all (the refresh then runs without the caller)."""
         held = self._held
         now = self._clock()
         if held is not None and now < held.deadline - self._margin:
@@ -102,10 +103,13 @@ class SessionTokens:
         error: BaseException | None = None
         status: int | None = None
         try:
+            bound = asyncio.timeout(self._login_timeout)
             try:
-                async with asyncio.timeout(self._login_timeout):
+                async with bound:
                     issued = await self._login()
             except TimeoutError:
+                if not bound.expired():
+                    raise
                 raise UpstreamTimeout(
                     f"the login did not complete within {self._login_timeout} s",
                     provider=self._provider,
