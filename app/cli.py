@@ -24,6 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
     from app.http_protocol import header_capped_protocol
     from app.main import create_app
     from app.observability.shutdown import GracefulServer
+    from app.observability.supervisor import serve_workers
     from app.startup_check import load_settings, preflight
 
     loaded = load_settings()
@@ -49,9 +50,14 @@ def _serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": settings.shutdown_grace,
     }
     if args.workers > 1:
-        uvicorn.run("app.main:create_app_from_env", factory=True, workers=args.workers, **common)
+        config = uvicorn.Config(
+            "app.main:create_app_from_env", factory=True, workers=args.workers, **common
+        )
+        serve_workers(config, drain=settings.shutdown_drain)
         return 0
-    server = GracefulServer(uvicorn.Config(app, **common), app.state.shutdown)
+    server = GracefulServer(
+        uvicorn.Config(app, **common), app.state.shutdown, drain=settings.shutdown_drain
+    )
     server.run()
     return 0 if server.started else 3  # 3: uvicorn's own "startup failed" code
 

@@ -21,7 +21,7 @@ from app.observability import routes as observability_routes
 from app.observability.logging import configure_logging
 from app.observability.metrics import GatewayMetrics
 from app.observability.middleware import ObservabilityMiddleware
-from app.observability.shutdown import ShutdownState
+from app.observability.shutdown import ShutdownState, begin_on_drain_signal
 from app.observability.tracing import configure_tracing
 from app.openapi_doc import install_openapi
 from app.problems import install_problem_handlers
@@ -144,4 +144,5 @@ def create_app_from_env() -> FastAPI:
     configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
     tune_for_serving()  # a process that serves the gateway, as `serve --workers N` does
+    begin_on_drain_signal(app.state.shutdown)
     return app

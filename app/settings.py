@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         description="Serve /docs (Swagger UI) and /redoc (ReDoc) with their assets; "
         "/openapi.json is served either way.",
     )
+    shutdown_drain: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="Seconds `serve` keeps serving after SIGTERM, /readyz failing, then closes.",
+    )
     shutdown_grace: int = Field(
         default=20, ge=1, le=3600, description="Seconds in-flight requests get after SIGTERM."
     )

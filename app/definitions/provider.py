@@ -118,6 +118,8 @@ class DeclarativeProvider:
         return self._read(reply, values)
 
     async def aclose(self) -> None:
+        if self._tokens is not None:
+            await self._tokens.aclose()
         await self._upstream.aclose()
 
     async def _send(self, request: CompiledRequest, values: Values) -> Reply:

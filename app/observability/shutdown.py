@@ -1,18 +1,28 @@
-"""Graceful shutdown: readiness fails first, in-flight requests finish, then the lifespan closes.
+"""Graceful shutdown: readiness fails first, the listener drains, in-flight requests finish.
 
 `points-gateway serve` runs uvicorn with `timeout_graceful_shutdown` (POINTS_SHUTDOWN_GRACE).
-On SIGTERM/SIGINT uvicorn stops accepting connections, lets the requests in flight finish (up to
-the grace period, then cancels them), and only then runs the lifespan shutdown, which closes the
-provider clients, the cache and the store. `/readyz` answers 503 with `checks.shutdown: failed`
-from the signal on (and, for servers this module does not run, from the lifespan shutdown on).
+On the first SIGTERM/SIGINT `/readyz` answers 503 with `checks.shutdown: failed` at once, while the
+listener keeps accepting and serving for POINTS_SHUTDOWN_DRAIN seconds, so whoever routes traffic
+here sees the failing check and moves away before a connection is refused. Then uvicorn stops
+accepting, lets the requests in flight finish (up to the grace period, then cancels them), and only
+then runs the lifespan shutdown, which closes the provider clients, the cache and the store. A
+second signal during the drain ends it at once. For servers this module does not run, readiness
+fails from the lifespan shutdown on.
 """
 
 from __future__ import annotations
 
+import logging
+import signal
 import threading
+import time
 from types import FrameType
 
 import uvicorn
+
+log = logging.getLogger("points_gateway.shutdown")
+# What `serve --workers N`'s supervisor sends its workers when it starts draining.
+DRAIN_SIGNAL = signal.SIGUSR1
 
 
 class ShutdownState:
@@ -31,13 +41,37 @@ class ShutdownState:
         self._event.set()
 
 
-class GracefulServer(uvicorn.Server):
-    """uvicorn's server, telling the app (readiness) the moment a stop signal arrives."""
+def begin_on_drain_signal(state: ShutdownState) -> None:
+    """In a worker of `serve --workers N`: fail readiness when the supervisor starts draining."""
+    signal.signal(DRAIN_SIGNAL, lambda sig, frame: state.begin())
 
-    def __init__(self, config: uvicorn.Config, state: ShutdownState) -> None:
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, failing readiness at a stop signal and draining before it closes."""
+
+    def __init__(self, config: uvicorn.Config, state: ShutdownState, *, drain: float = 0.0) -> None:
         super().__init__(config)
         self._shutdown_state = state
+        self._drain = drain
+        self._drain_ends: float | None = None
+        self._drain_logged = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._shutdown_state.begin()
+        first = self._drain_ends is None and not self.should_exit
         super().handle_exit(sig, frame)
+        if first and self._drain > 0 and self.started:
+            # uvicorn has recorded the signal (it re-raises it after a clean stop); serving goes
+            # on until on_tick sees the drain's end, or until the next signal.
+            self._drain_ends = time.monotonic() + self._drain
+            self.should_exit = False
+
+    async def on_tick(self, counter: int) -> bool:
+        ends = self._drain_ends
+        if ends is not None and not self._drain_logged:
+            # Logged here, not in the signal handler: a handler may interrupt a log call.
+            self._drain_logged = True
+            log.info("shutdown_drain", extra={"drain_seconds": self._drain})
+        if ends is not None and not self.should_exit and time.monotonic() >= ends:
+            self.should_exit = True
+        return await super().on_tick(counter)

@@ -91,6 +91,7 @@ class BenepiaProvider:
             imp_key=settings.imp_key,
             imp_secret=settings.imp_secret,
             refresh_margin=settings.token_refresh_margin,
+            refresh_timeout=settings.timeout,
             clock=clock,
         )
 
@@ -118,6 +119,7 @@ class BenepiaProvider:
         return self._balance(reply)
 
     async def aclose(self) -> None:
+        await self.tokens.aclose()
         await self._upstream.aclose()
 
     def _point_request(self, account: BenepiaAccount, token: str) -> OutboundRequest:

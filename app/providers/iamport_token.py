@@ -37,6 +37,7 @@ class IamportTokenManager:
         imp_key: str,
         imp_secret: SecretStr,
         refresh_margin: float = 30.0,
+        refresh_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._upstream = upstream
@@ -44,8 +45,15 @@ class IamportTokenManager:
         self._imp_key = imp_key
         self._imp_secret = imp_secret
         self._provider = upstream.provider
+        # iamport hands out the same token (extended) when asked before it expires, so the current
+        # one stays good while getToken runs: requests keep it rather than wait for the refresh.
         self._tokens = SessionTokens(
-            upstream.provider, self._get_token, refresh_margin=refresh_margin, clock=clock
+            upstream.provider,
+            self._get_token,
+            refresh_margin=refresh_margin,
+            clock=clock,
+            refresh_ahead=True,
+            login_timeout=refresh_timeout,
         )
 
     @property
@@ -54,8 +62,13 @@ class IamportTokenManager:
         return self._tokens.refresh_count
 
     async def token(self) -> str:
-        """A token valid for at least the refresh margin (or freshly issued)."""
+        """A valid token: the current one (refreshed in the background inside the margin), or a
+        freshly issued one when none is left."""
         return await self._tokens.token()
+
+    async def aclose(self) -> None:
+        """Cancel a getToken call still running."""
+        await self._tokens.aclose()
 
     def invalidate(self, value: str) -> None:
         """Forget `value` after the upstream refused it (a no-op if it was already replaced)."""

@@ -231,3 +231,15 @@ def test_the_sandbox_recipe_in_the_header_is_what_the_sandbox_command_prints() -
     header = COMPOSE_FILE.read_text(encoding="utf-8").split("\nservices:")[0]
     recipe = dict(re.findall(r"^#\s+(?:export )?(POINTS_[A-Z_]+)=(\S+?)(?: \\)?$", header, re.M))
     assert recipe == sandbox_gateway_env("http://sandbox:8001", "http://sandbox:8002")
+
+
+def test_the_stop_grace_period_covers_the_drain_and_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = settings_from(service_env("gateway", dummy_secrets()), monkeypatch)
+    declared = str(compose()["services"]["gateway"]["stop_grace_period"])
+    match = re.fullmatch(r"(\d+)s", declared)
+    assert match is not None, f"write stop_grace_period in seconds: {declared}"
+    # No load balancer's pause before SIGTERM here: the gateway's own drain does that job.
+    assert settings.shutdown_drain >= 5
+    assert int(match.group(1)) > settings.shutdown_drain + settings.shutdown_grace

@@ -152,8 +152,10 @@ def test_shutdown_drains_within_the_grace_period() -> None:
     assert command[0] == "sleep"
     pre_stop = int(command[1])
     grace = pod_spec()["terminationGracePeriodSeconds"]
+    drain = float(by_kind("ConfigMap")["data"]["POINTS_SHUTDOWN_DRAIN"])
     assert pre_stop >= 5, "long enough for the endpoints to drop the pod"
-    assert grace >= pre_stop + REQUEST_DEADLINE_MAX, "room for the longest request after it"
+    assert drain == 0, "the preStop pause already drains: no second pause after SIGTERM"
+    assert grace >= pre_stop + drain + REQUEST_DEADLINE_MAX, "room for the longest request after it"
 
 
 def test_the_schema_is_migrated_before_the_gateway_starts() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import time
 
 import pytest
 import uvicorn
@@ -65,3 +67,62 @@ def test_shutdown_grace_is_a_setting_with_a_20_second_default() -> None:
     assert make_settings(shutdown_grace="5").shutdown_grace == 5
     with pytest.raises(ValueError, match="shutdown_grace"):
         make_settings(shutdown_grace=0)
+
+
+def _draining_server(gateway_app: AppFactory, drain: float) -> tuple[GracefulServer, ShutdownState]:
+    app = gateway_app()
+    state = app.state.shutdown
+    server = GracefulServer(uvicorn.Config(app, log_config=None), state, drain=drain)
+    server.started = True  # as after uvicorn's startup: the listener is open
+    return server, state
+
+
+def test_the_first_signal_fails_readiness_and_keeps_serving_until_the_drain_ends(
+    gateway_app: AppFactory,
+) -> None:
+    server, state = _draining_server(gateway_app, drain=0.05)
+
+    server.handle_exit(signal.SIGTERM, None)
+    assert state.started
+    assert not server.should_exit
+    assert not asyncio.run(server.on_tick(1))
+    time.sleep(0.1)
+
+    assert asyncio.run(server.on_tick(2))
+    assert server.should_exit
+    assert not server.force_exit
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_ends_the_drain_and_a_third_sigint_forces_the_exit(
+    gateway_app: AppFactory, second: signal.Signals
+) -> None:
+    server, _ = _draining_server(gateway_app, drain=3600)
+
+    server.handle_exit(signal.SIGTERM, None)
+    server.handle_exit(second, None)
+
+    assert server.should_exit
+    assert not server.force_exit
+    server.handle_exit(signal.SIGINT, None)
+    assert server.force_exit
+
+
+def test_no_drain_before_the_listener_opens_or_when_it_is_zero(gateway_app: AppFactory) -> None:
+    starting, _ = _draining_server(gateway_app, drain=3600)
+    starting.started = False
+    off, _ = _draining_server(gateway_app, drain=0)
+
+    starting.handle_exit(signal.SIGTERM, None)
+    off.handle_exit(signal.SIGTERM, None)
+
+    assert starting.should_exit
+    assert off.should_exit
+
+
+def test_shutdown_drain_is_a_setting_with_a_5_second_default() -> None:
+    assert make_settings().shutdown_drain == 5
+    assert make_settings(shutdown_drain="0").shutdown_drain == 0
+    assert make_settings(shutdown_drain="2.5").shutdown_drain == 2.5
+    with pytest.raises(ValueError, match="shutdown_drain"):
+        make_settings(shutdown_drain=-1)

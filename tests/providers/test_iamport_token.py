@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -14,6 +16,8 @@ from pydantic import SecretStr
 from app.errors import UpstreamAuthFailed, UpstreamError, UpstreamInvalidResponse
 from app.outbound.httpx_upstream import HttpxUpstream
 from app.outbound.upstream import UpstreamConfig
+from app.providers import CallContext
+from app.providers.benepia import BenepiaAccount, BenepiaProvider, BenepiaSettings
 from app.providers.iamport_token import IamportTokenManager
 from tests.conftest import (
     BENEPIA_URL,
@@ -106,6 +110,10 @@ async def test_refresh_30s_before_expiry_by_the_local_monotonic_clock(
     assert await manager.token() == "tok-1"
     assert route.call_count == 1
     clock.now = start + 1771
+    # Inside the margin the current token is still handed out; getToken runs in the background.
+    assert await manager.token() == "tok-1"
+    await asyncio.sleep(0.01)
+    assert route.call_count == 2
     assert await manager.token() == "tok-2"
     assert await manager.token() == "tok-2"
     assert route.call_count == 2
@@ -361,3 +369,146 @@ async def test_cold_gateway_50_concurrent_requests_one_get_token(
     assert tokens.call_count == 1
     assert points.call_count == 50
     assert {call.request.headers["authorization"] for call in points.calls} == {"Bearer tok-1"}
+
+
+# --- refreshing ahead: a valid token is never held up by getToken ---------------------------
+
+
+class GatedTokens:
+    """getToken: `first` at once, then every call hangs (up to 30 s) until released."""
+
+    def __init__(self, first: str = "tok-1", then: str = "tok-2") -> None:
+        self.first, self.then = first, then
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.cancelled = 0
+        self.calls = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.calls == 1:
+            return token_ok(self.first)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.wait_for(self.release.wait(), 30)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+        return token_ok(self.then)
+
+
+def benepia(iamport: HttpxUpstream, clock: FakeClock, *, timeout: float = 4.0) -> BenepiaProvider:
+    settings = BenepiaSettings(
+        base_url=IAMPORT, imp_key=IMP_KEY, imp_secret=SecretStr(IMP_SECRET), timeout=timeout
+    )
+    return BenepiaProvider(settings, upstream=iamport, clock=clock)
+
+
+ACCOUNT = BenepiaAccount(benepia_user="alice.kim", benepia_password=SecretStr("pw"))
+
+
+async def test_a_hanging_refresh_inside_the_margin_never_holds_up_a_request(
+    iamport: HttpxUpstream, upstream: respx.MockRouter, clock: FakeClock
+) -> None:
+    gate = GatedTokens()
+    tokens = upstream.post(TOKEN_URL).mock(side_effect=gate)
+    points = upstream.post(BENEPIA_URL).mock(return_value=benepia_ok())
+    provider = benepia(iamport, clock)
+    await provider.fetch_balance(ACCOUNT, CallContext(request_id="warm"))
+    clock.now += 1800 - 30  # 30 s before expiry: inside the 30 s refresh margin
+
+    # getToken now hangs (30 s): every request is still answered at once, with the current token.
+    answers = await asyncio.wait_for(
+        asyncio.gather(
+            *(provider.fetch_balance(ACCOUNT, CallContext(request_id=f"r{i}")) for i in range(20))
+        ),
+        timeout=2.0,
+    )
+
+    assert [a.points for a in answers] == [12000] * 20
+    assert {c.request.headers["authorization"] for c in points.calls} == {"Bearer tok-1"}
+    assert (gate.calls, gate.in_flight, gate.most_in_flight) == (2, 1, 1)
+    gate.release.set()
+    await asyncio.sleep(0.01)
+    await provider.fetch_balance(ACCOUNT, CallContext(request_id="after"))
+    assert points.calls.last.request.headers["authorization"] == "Bearer tok-2"
+    assert tokens.call_count == 2
+    await provider.aclose()
+
+
+async def test_with_no_valid_token_left_requests_wait_for_the_refresh(
+    manager: IamportTokenManager, upstream: respx.MockRouter, clock: FakeClock
+) -> None:
+    gate = GatedTokens()
+    upstream.post(TOKEN_URL).mock(side_effect=gate)
+    assert await manager.token() == "tok-1"
+    clock.now += 1800  # expired
+
+    waiting = [asyncio.create_task(manager.token()) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert not any(task.done() for task in waiting)
+    gate.release.set()
+
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 2.0) == ["tok-2"] * 5
+    assert gate.calls == 2
+
+
+async def test_a_refresh_ahead_that_times_out_is_logged_and_retried_by_a_later_request(
+    iamport: HttpxUpstream,
+    upstream: respx.MockRouter,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unhandled: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    gate = GatedTokens()
+    upstream.post(TOKEN_URL).mock(side_effect=gate)
+    manager = IamportTokenManager(
+        iamport,
+        imp_key=IMP_KEY,
+        imp_secret=SecretStr(IMP_SECRET),
+        refresh_timeout=0.05,
+        clock=clock,
+    )
+    assert await manager.token() == "tok-1"
+    clock.now += 1800 - 10
+
+    with caplog.at_level(logging.INFO, logger="points_gateway.upstream"):
+        assert await manager.token() == "tok-1"
+        await asyncio.sleep(0.2)  # the refresh's own timeout (0.05 s) has passed
+        assert gate.calls == 2
+        assert gate.cancelled == 1
+        assert await manager.token() == "tok-1"  # still valid: kept, and getToken asked again
+        gate.release.set()
+        await asyncio.sleep(0.05)
+        assert await manager.token() == "tok-2"
+
+    assert gate.calls == 3
+    outcomes = [r.getMessage() for r in caplog.records if "iamport_get_token" in r.getMessage()]
+    assert len(outcomes) == 2
+    assert "'outcome': 'upstream_timeout'" in outcomes[0]
+    assert "'outcome': 'ok'" in outcomes[1]
+    gc.collect()
+    assert unhandled == []
+
+
+async def test_closing_cancels_a_refresh_running_ahead(
+    iamport: HttpxUpstream, upstream: respx.MockRouter, clock: FakeClock
+) -> None:
+    gate = GatedTokens()
+    upstream.post(TOKEN_URL).mock(side_effect=gate)
+    upstream.post(BENEPIA_URL).mock(return_value=benepia_ok())
+    provider = benepia(iamport, clock)
+    await provider.fetch_balance(ACCOUNT, CallContext(request_id="warm"))
+    clock.now += 1800 - 10
+    await provider.fetch_balance(ACCOUNT, CallContext(request_id="ahead"))
+    await asyncio.sleep(0.01)
+    assert gate.in_flight == 1
+
+    await asyncio.wait_for(provider.aclose(), 2.0)
+
+    assert (gate.in_flight, gate.cancelled) == (0, 1)
