@@ -6,7 +6,6 @@ fields>}`. Messages name the field and the rule, never a value: a line may carry
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -22,8 +21,6 @@ from app.users import is_user_id
 
 Row = dict[str, Any]
 """The values of one `linked_accounts` row, as the link path writes them."""
-
-_PROVIDER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 class LineError(Exception):
@@ -62,9 +59,10 @@ class AccountRows:
         """The provider's account model for `fields`, or LineError naming each bad field."""
         plugin = self._plugins.get(provider)
         if plugin is None:
-            # A misplaced secret in this column must not be echoed: only name-shaped text is.
-            name = repr(provider) if _PROVIDER_NAME.fullmatch(provider) else "this provider"
-            raise LineError(f"provider: {name} is not enabled")
+            # Never echoed: a value in the wrong column may be a secret.
+            raise LineError(
+                f"provider: not one of the enabled providers ({', '.join(self._plugins)})"
+            )
         try:
             account = plugin.account_model.model_validate(fields)
         except ValidationError as exc:
