@@ -127,6 +127,19 @@ async def test_ndjson_import_links_what_the_store_reads_back_and_relinks_like_a_
     await store.aclose()
 
 
+async def test_the_same_account_twice_in_a_batch_keeps_the_later_line(
+    engine: AsyncEngine, make_sql_store: StoreFactory, tmp_path: Path
+) -> None:
+    lines = [benepia("alice", password="first-pw"), benepia("alice"), gafapay("bob")]
+    report = await run(engine, ImportOptions(path=write_lines(tmp_path / "a.ndjson", lines)))
+    assert (report.linked, report.rejected) == (3, 0)
+    store = make_sql_store(KEY_A)
+    account = (await store.linked("alice"))["benepia"]
+    assert isinstance(account, BenepiaAccount)
+    assert account.benepia_password.get_secret_value() == PASSWORD
+    await store.aclose()
+
+
 async def test_strict_stops_at_the_bad_line_with_nothing_of_its_batch_written(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
