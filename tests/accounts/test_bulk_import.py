@@ -130,7 +130,7 @@ async def test_ndjson_import_links_what_the_store_reads_back_and_relinks_like_a_
 async def test_the_same_account_twice_in_a_batch_keeps_the_later_line(
     engine: AsyncEngine, make_sql_store: StoreFactory, tmp_path: Path
 ) -> None:
-    lines = [benepia("alice", password="first-pw"), benepia("alice"), gafapay("bob")]
+    lines: list[object] = [benepia("alice", password="first-pw"), benepia("alice"), gafapay("bob")]
     report = await run(engine, ImportOptions(path=write_lines(tmp_path / "a.ndjson", lines)))
     assert (report.linked, report.rejected) == (3, 0)
     store = make_sql_store(KEY_A)
