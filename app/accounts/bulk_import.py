@@ -8,7 +8,7 @@ leaves whole batches only and `--resume` goes on after the last one committed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +27,9 @@ from app.errors import ConfigurationError
 
 BATCH = 1000
 SHOWN = 20
+MAX_LINE = 64 * 1024
+"""No account is near this; a longer line is rejected without being held whole."""
+_BOM = b"\xef\xbb\xbf"
 """Bad lines printed as they are met; every one of them is in the rejects file."""
 
 
@@ -124,6 +127,20 @@ class RejectsFile:
             self.path.unlink(missing_ok=True)
 
 
+def _lines(source: BinaryIO) -> Iterator[bytes]:
+    """The file's lines; a line over MAX_LINE comes as its first MAX_LINE + 1 bytes only, so a
+    file without newlines cannot fill memory."""
+    first = source.tell() == 0
+    while raw := source.readline(MAX_LINE + 1):
+        if first and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        first = False
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            while (rest := source.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                pass
+        yield raw
+
+
 def _start(options: ImportOptions, source: BinaryIO, report: ImportReport) -> Checkpoint | None:
     checkpoint = Checkpoint.load(options.checkpoint_path)
     if not options.resume:
@@ -199,12 +216,14 @@ async def import_ndjson(
             )
 
         try:
-            for raw in source:
+            for raw in _lines(source):
                 line += 1
                 if not raw.strip():
                     continue
                 pending += 1
                 try:
+                    if len(raw) > MAX_LINE:
+                        raise LineError(f"longer than {MAX_LINE:,} bytes")
                     row = rows.from_line(raw, now=now)
                 except LineError as exc:
                     message = f"line {line}: {exc}"

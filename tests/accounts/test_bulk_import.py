@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.accounts.bulk_import import ImportOptions, ImportReport, import_ndjson
+from app.accounts.bulk_import import MAX_LINE, ImportOptions, ImportReport, import_ndjson
 from app.accounts.bulk_lines import AccountRows
 from app.accounts.import_checkpoint import Checkpoint
 from app.accounts.import_progress import LogProgress, Progress
@@ -138,6 +138,26 @@ async def test_the_same_account_twice_in_a_batch_keeps_the_later_line(
     assert isinstance(account, BenepiaAccount)
     assert account.benepia_password.get_secret_value() == PASSWORD
     await store.aclose()
+
+
+async def test_an_overlong_line_is_rejected_and_the_next_line_read(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(
+        b"\xef\xbb\xbf"  # a byte-order mark, as some editors write
+        + json.dumps(gafapay("u1")).encode()
+        + b"\n"
+        + b"x" * (MAX_LINE * 3)
+        + b"\n"
+        + json.dumps(gafapay("u3")).encode()
+        + b"\n"
+    )
+    report = await run(engine, ImportOptions(path=path))
+    assert (report.linked, report.rejected) == (2, 1)
+    rejects = (tmp_path / "a.ndjson.rejects.ndjson").read_text("utf-8")
+    assert f"line 2: longer than {MAX_LINE:,} bytes" in rejects
+    assert await users_in(engine) == ["u1", "u3"]
 
 
 async def test_strict_stops_at_the_bad_line_with_nothing_of_its_batch_written(
