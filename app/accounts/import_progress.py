@@ -28,7 +28,13 @@ class BarProgress:
 
     def __init__(self, *, total: int, start: int) -> None:
         self._bar = tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, desc="import", file=sys.stderr
+            total=total,
+            initial=start,
+            unit="B",
+            unit_scale=True,
+            desc="import",
+            file=sys.stderr,
+            dynamic_ncols=True,
         )
         self._started = time.monotonic()
         self._first: int | None = None
@@ -37,8 +43,9 @@ class BarProgress:
         if self._first is None:
             self._first = linked
         rate = (linked - self._first) / max(time.monotonic() - self._started, 1e-9)
+        # Strings: tqdm would show 30000 as 3e+4.
         self._bar.set_postfix(
-            linked=linked, rejected=rejected, rate=f"{rate:,.0f}/s", refresh=False
+            linked=f"{linked:,}", rejected=f"{rejected:,}", rate=f"{rate:,.0f}/s", refresh=False
         )
         self._bar.update(position - self._bar.n)
 
