@@ -368,10 +368,11 @@ def _parser() -> argparse.ArgumentParser:
         accounts,
         "import",
         "link every account of an NDJSON (or JSON) file",
-        "Stream an NDJSON file, one account a line: "
-        '{"user_id": ..., "provider": ..., <the account fields>}, validated, sealed and linked in '
-        "batches (bad lines go to the rejects file). A .json file is the whole-file form "
-        "{user_id: {provider: account}}, linked only if every entry is valid.",
+        "Stream an NDJSON file, one account a line:\n"
+        '  {"user_id": ..., "provider": ..., <the account fields>}\n'
+        "validated, sealed and linked in batches; bad lines go to the rejects file.\n"
+        "A .json file is the whole-file form {user_id: {provider: account}}, linked only if\n"
+        "every entry is valid.",
     )
     imports.add_argument("file", help="the NDJSON file (or a .json file)")
     imports.add_argument(
@@ -387,9 +388,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="go on after the last committed batch (FILE.checkpoint) instead of line 1",
     )
-    imports.add_argument(
-        "--batch", type=int, default=1000, help="accounts per transaction (default 1000)"
-    )
+    imports.add_argument("--batch", type=_positive, default=1000, help="accounts per transaction")
     imports.set_defaults(run=_accounts_import, database=True)
     return parser
 

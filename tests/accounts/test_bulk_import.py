@@ -21,16 +21,13 @@ from app.errors import ConfigurationError
 from app.providers.base import Ownership
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
-from tests.accounts.conftest import KEY_A, PLUGINS, StoreFactory
+from tests.accounts.conftest import KEY_A, PLUGINS, Cli, StoreFactory
 from tests.accounts.test_store_cli import (
     BAD_ID_VALUE,
     CURRENCY,
     GAFA_TOKEN,
     PASSWORD,
-    Cli,
     assert_no_secrets,
-    cli,  # noqa: F401  (the fixtures, shared)
-    env,  # noqa: F401
     read_linked,
 )
 
@@ -216,8 +213,8 @@ async def test_resume_refuses_a_checkpoint_that_does_not_fall_on_a_line_of_the_f
 
 
 def test_bad_lines_are_reported_by_number_and_field_and_kept_in_a_0600_rejects_file(
-    cli: Cli,  # noqa: F811
-    env: dict[str, str],  # noqa: F811
+    cli: Cli,
+    env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     assert cli("db", "upgrade")[0] == 0
@@ -258,7 +255,7 @@ def test_bad_lines_are_reported_by_number_and_field_and_kept_in_a_0600_rejects_f
 
 
 def test_a_rejects_file_left_readable_is_made_0600_and_replaced(
-    cli: Cli,  # noqa: F811
+    cli: Cli,
     tmp_path: Path,
 ) -> None:
     assert cli("db", "upgrade")[0] == 0
@@ -274,8 +271,8 @@ def test_a_rejects_file_left_readable_is_made_0600_and_replaced(
 
 
 def test_strict_exits_1_at_the_first_bad_line(
-    cli: Cli,  # noqa: F811
-    env: dict[str, str],  # noqa: F811
+    cli: Cli,
+    env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     assert cli("db", "upgrade")[0] == 0
@@ -290,8 +287,8 @@ def test_strict_exits_1_at_the_first_bad_line(
 
 
 def test_a_json_file_is_still_the_whole_file_form_and_refuses_ndjson_flags(
-    cli: Cli,  # noqa: F811
-    env: dict[str, str],  # noqa: F811
+    cli: Cli,
+    env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     assert cli("db", "upgrade")[0] == 0
@@ -309,3 +306,18 @@ def test_a_json_file_is_still_the_whole_file_form_and_refuses_ndjson_flags(
     assert code == 0, err
     assert "linked 1 accounts" in out
     assert set(read_linked(env["POINTS_DATABASE_URL"], KEY_A, "alice")) == {"gafapay"}
+
+
+def test_without_a_terminal_progress_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    progress = LogProgress(total=1000, every=0.0)
+    with caplog.at_level("INFO", logger="points_gateway.accounts"):
+        progress.update(position=0, lines=0, linked=0, rejected=0)
+        progress.update(position=500, lines=7, linked=5, rejected=2)
+    (line,) = [r.getMessage() for r in caplog.records][-1:]
+    assert line.startswith("import progress: line 7, 5 linked, 2 rejected, ")
+    assert line.endswith("accounts/s, 50.0% of the file")
+
+
+def test_batch_must_be_positive(cli: Cli, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.ndjson", [gafapay("u1")])
+    assert cli("accounts", "import", str(path), "--batch", "0")[0] == 2
