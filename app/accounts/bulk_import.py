@@ -100,7 +100,8 @@ class RejectsFile:
     def __init__(self, path: Path, *, keep: int) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # a file left by someone else may be readable by others
-        os.ftruncate(fd, keep)
+        # Never grow it: a file shorter than the checkpoint says was changed since; keep it as is.
+        os.ftruncate(fd, min(keep, os.fstat(fd).st_size))
         self._file = os.fdopen(fd, "ab")
         self.path = path
 
@@ -147,8 +148,11 @@ def _start(options: ImportOptions, source: BinaryIO, report: ImportReport) -> Ch
         if checkpoint is not None:
             report.notes.append(
                 f"starting from line 1: {options.checkpoint_path} (after line "
-                f"{checkpoint.line}) is replaced; --resume would have gone on from it"
+                f"{checkpoint.line}) is removed; --resume would have gone on from it"
             )
+            # Else a crash before this run's first commit would leave it to a later --resume,
+            # beside a rejects file this run has already emptied.
+            options.checkpoint_path.unlink()
         return None
     if checkpoint is None:
         report.notes.append(f"no checkpoint at {options.checkpoint_path}: starting from line 1")

@@ -199,6 +199,36 @@ async def test_resume_goes_on_after_the_checkpoint_and_ends_with_every_account(
     await store.aclose()
 
 
+async def test_a_run_without_resume_starts_at_line_1_and_drops_an_old_checkpoint(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "a.ndjson", [benepia("u1"), benepia("bad user")])
+    Checkpoint(line=1, offset=0, rejects_offset=999).save(tmp_path / "a.ndjson.checkpoint")
+    report = await run(engine, ImportOptions(path=path))
+    assert (report.resumed_after, report.linked, report.rejected) == (0, 1, 1)
+    assert not (tmp_path / "a.ndjson.checkpoint").exists()
+    assert await users_in(engine) == ["u1"]
+
+
+async def test_resume_cuts_the_rejects_file_back_to_the_checkpoint(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    path = write_lines(
+        tmp_path / "a.ndjson", [benepia("bad user"), benepia("u2"), benepia("bad 3")]
+    )
+    first = len(path.read_bytes().splitlines(keepends=True)[0])
+    rejects = tmp_path / "a.ndjson.rejects.ndjson"
+    # Line 1's reject was kept by the committed batch; a crash left a stale one after it.
+    rejects.write_bytes(b'{"error": "line 1: kept"}\n{"error": "stale"}\n')
+    Checkpoint(line=1, offset=first, rejects_offset=26).save(tmp_path / "a.ndjson.checkpoint")
+    report = await run(engine, ImportOptions(path=path, resume=True))
+    assert (report.linked, report.rejected) == (1, 1)
+    errors = [json.loads(x)["error"] for x in rejects.read_text("utf-8").splitlines()]
+    assert errors[0] == "line 1: kept"
+    assert errors[1].startswith("line 3: user_id: ")
+    assert len(errors) == 2
+
+
 async def test_resume_refuses_a_checkpoint_that_does_not_fall_on_a_line_of_the_file(
     engine: AsyncEngine, tmp_path: Path
 ) -> None:
