@@ -132,10 +132,32 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 def _accounts_import(args: argparse.Namespace) -> int:
     from app.accounts.admin import import_accounts
+    from app.accounts.bulk_import import ImportOptions
     from app.settings import get_settings
 
-    count = asyncio.run(import_accounts(get_settings(), Path(args.file)))
-    print(f"points-gateway: linked {count} accounts")
+    options = ImportOptions(
+        path=Path(args.file),
+        rejects=Path(args.rejects) if args.rejects else None,
+        strict=args.strict,
+        resume=args.resume,
+        batch=args.batch,
+    )
+    report = asyncio.run(import_accounts(get_settings(), options))
+    resumed = f" after line {report.resumed_after}" if report.resumed_after else ""
+    print(f"points-gateway: linked {report.linked} accounts{resumed}")
+    if report.rejected:
+        print(
+            f"points-gateway: skipped {report.rejected} bad lines, kept in {report.rejects}",
+            file=sys.stderr,
+        )
+    if report.stopped is not None:
+        print(f"points-gateway: {report.stopped}", file=sys.stderr)
+        print(
+            "points-gateway: stopped (--strict); nothing of its batch was written; fix the line "
+            "and run again with --resume",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -351,11 +373,28 @@ def _parser() -> argparse.ArgumentParser:
     imports = command(
         accounts,
         "import",
-        "link every account of a JSON file",
-        "Validate a JSON file of {user_id: {provider: account}} and link every account in it "
-        "(nothing is linked if any entry is invalid).",
+        "link every account of an NDJSON (or JSON) file",
+        "Stream an NDJSON file, one account a line:\n"
+        '  {"user_id": ..., "provider": ..., <the account fields>}\n'
+        "validated, sealed and linked in batches; bad lines go to the rejects file.\n"
+        "A .json file is the whole-file form {user_id: {provider: account}}, linked only if\n"
+        "every entry is valid.",
     )
-    imports.add_argument("file", help="the JSON file")
+    imports.add_argument("file", help="the NDJSON file (or a .json file)")
+    imports.add_argument(
+        "--rejects",
+        metavar="PATH",
+        help="where bad lines go, each with its error (mode 0600; default FILE.rejects.ndjson)",
+    )
+    imports.add_argument(
+        "--strict", action="store_true", help="stop at the first bad line (exit 1)"
+    )
+    imports.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on after the last committed batch (FILE.checkpoint) instead of line 1",
+    )
+    imports.add_argument("--batch", type=_positive, default=1000, help="accounts per transaction")
     imports.set_defaults(run=_accounts_import, database=True)
     return parser
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.accounts.bulk_import import (
+    FileFormat,
+    ImportOptions,
+    ImportReport,
+    import_accounts_object,
+    import_ndjson,
+)
+from app.accounts.bulk_lines import AccountRows
 from app.accounts.engine import build_engine
+from app.accounts.import_progress import progress_for
 from app.accounts.memory_store import load_accounts_file
 from app.accounts.migrate import Upgrade, schema_problem, schema_state, upgrade
 from app.accounts.rotation import RotationReport, pending, rotate
 from app.accounts.sealing import Keyring
-from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import AccountStore
 from app.errors import ConfigurationError
 from app.progress import progress
@@ -62,18 +69,28 @@ async def seed(
     return count
 
 
-async def import_accounts(settings: Settings, path: Path) -> int:
-    """Validate a JSON accounts file, then link every account in it."""
+async def import_accounts(settings: Settings, options: ImportOptions) -> ImportReport:
+    """Link every account of an NDJSON file (streamed) or of a whole-file JSON object."""
     known = discover_plugins(settings.providers_dir)
     plugins = {n: p for n, p in known.items() if n in settings.enabled_providers}
-    accounts = load_accounts_file(path, plugins)
+    rows = AccountRows(plugins, _keyring(settings))
+    whole = FileFormat.of(options.path) is FileFormat.JSON
+    if whole and (options.resume or options.rejects is not None):
+        raise ConfigurationError(
+            "--resume and --rejects are for NDJSON files; a .json file is validated whole and "
+            "linked only if every account in it is valid"
+        )
+    # The whole-file format is read and validated before anything is written, as it always was.
+    accounts = load_accounts_file(options.path, plugins) if whole else None
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
-    store = SqlAccountStore(engine, _keyring(settings), plugins, timeout=settings.database_timeout)
     try:
         await _require_schema(engine)
-        return await seed(store, accounts, plugins)
+        if accounts is not None:
+            linked = await import_accounts_object(engine, rows, accounts, batch=options.batch)
+            return ImportReport(linked=linked)
+        return await import_ndjson(engine, rows, options, progress_for)
     finally:
-        await store.aclose()
+        await engine.dispose()
 
 
 async def rotate_keys(

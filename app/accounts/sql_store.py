@@ -67,6 +67,25 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def link_statement(dialect_name: str) -> postgresql.Insert | sqlite.Insert:
+    """The upsert of a link (or a bulk import): a relink replaces the credentials and the
+    ownership and keeps `linked_at` and `last_fetch_at`."""
+    insert: postgresql.Insert | sqlite.Insert = (
+        postgresql.insert(t) if dialect_name == "postgresql" else sqlite.insert(t)
+    )
+    # One atomic statement: concurrent links of the same account collapse into one row.
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.user_id, t.c.provider],
+        set_={
+            "masked_id": insert.excluded.masked_id,
+            "sealed": insert.excluded.sealed,
+            "key_id": insert.excluded.key_id,
+            "updated_at": insert.excluded.updated_at,
+            "ownership": insert.excluded.ownership,
+        },
+    )
+
+
 class SqlAccountStore:
     """Linked accounts in one table; each credential sealed to its (user, provider) row."""
 
@@ -209,19 +228,7 @@ class SqlAccountStore:
             "updated_at": now,
             "ownership": ownership.value,
         }
-        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        insert = dialect.insert(t).values(values)
-        # One atomic statement: concurrent links of the same account collapse into one row.
-        statement = insert.on_conflict_do_update(
-            index_elements=[t.c.user_id, t.c.provider],
-            set_={
-                "masked_id": insert.excluded.masked_id,
-                "sealed": insert.excluded.sealed,
-                "key_id": insert.excluded.key_id,
-                "updated_at": insert.excluded.updated_at,
-                "ownership": insert.excluded.ownership,
-            },
-        ).returning(*_INFO)
+        statement = link_statement(self._engine.dialect.name).values(values).returning(*_INFO)
         try:
             async with self._db("link"), self._engine.begin() as conn:
                 row = (await conn.execute(statement)).one()

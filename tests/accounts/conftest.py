@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from app.accounts.lookups import Lookups, open_lookups
 from app.accounts.migrate import upgrade
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
+from app.cli import main
 from app.providers.registry import BUILTIN_PLUGINS
+from app.settings import get_settings
 from tests.conftest import require_services
 
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -94,3 +97,52 @@ def make_sql_store(engine: AsyncEngine) -> StoreFactory:
         return SqlAccountStore(engine, keyring, PLUGINS, timeout=timeout, lookups=_LOOKUPS[engine])
 
     return build
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A clean POINTS_* environment: a SQLite file in tmp_path, key A, both providers."""
+    for name in list(os.environ):
+        if name.upper().startswith("POINTS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    values = {
+        "POINTS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "POINTS_SECRET_KEYS": KEY_A,
+        "POINTS_ENABLED_PROVIDERS": "benepia,gafapay",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield values
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def cli(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    """Run `points-gateway ARGS` in process with extra env; returns (exit code, out, err)."""
+
+    def run(*args: str, **overrides: str) -> tuple[int, str, str]:
+        for name, value in overrides.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+        except Exception as exc:
+            pytest.fail(
+                f"`points-gateway {' '.join(args)}` raised {type(exc).__name__} "
+                "(the operator gets a traceback instead of a message)"
+            )
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return code, out, err
+
+    return run

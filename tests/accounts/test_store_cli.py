@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,9 @@ from app.accounts.migrate import MIGRATIONS, schema_state
 from app.accounts.sealing import Keyring
 from app.accounts.sql_store import SqlAccountStore
 from app.accounts.store import LinkedAccount
-from app.cli import main
 from app.providers.benepia import BenepiaAccount
 from app.providers.gafapay import GafapayAccount
-from app.settings import get_settings
-from tests.accounts.conftest import KEY_A, KEY_B, PG_URL, PLUGINS
+from tests.accounts.conftest import KEY_A, KEY_B, PG_URL, PLUGINS, Cli
 from tests.conftest import customer_token
 
 PASSWORD = "sEcReT-cli-pw-0303"
@@ -40,59 +37,11 @@ ACCOUNTS: dict[str, dict[str, dict[str, str]]] = {
     "bob": {"gafapay": {"gafapay_user_id": "0b0b", "currency_id": CURRENCY}},
 }
 
-Cli = Callable[..., tuple[int, str, str]]
-
 
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A clean POINTS_* environment: a SQLite file in tmp_path, key A, both providers."""
-    for name in list(os.environ):
-        if name.upper().startswith("POINTS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    values = {
-        "POINTS_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-        "POINTS_SECRET_KEYS": KEY_A,
-        "POINTS_ENABLED_PROVIDERS": "benepia,gafapay",
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield values
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def cli(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Cli:
-    """Run `points-gateway ARGS` in process with extra env; returns (exit code, out, err)."""
-
-    def run(*args: str, **overrides: str) -> tuple[int, str, str]:
-        for name, value in overrides.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse
-            code = int(exc.code or 0)
-        except Exception as exc:
-            pytest.fail(
-                f"`points-gateway {' '.join(args)}` raised {type(exc).__name__} "
-                "(the operator gets a traceback instead of a message)"
-            )
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return code, out, err
-
-    return run
 
 
 def write_accounts(path: Path, accounts: Mapping[str, object] = ACCOUNTS) -> Path:
