@@ -152,8 +152,8 @@ def test_every_tag_is_declared_and_described(doc: dict[str, Any]) -> None:
 
 def test_info_names_the_license_and_a_contact(doc: dict[str, Any]) -> None:
     pyproject = tomllib.loads((COMMITTED.parents[1] / "pyproject.toml").read_text("utf-8"))
-    license = pyproject["project"]["license"]
-    assert doc["info"]["license"] == {"name": license, "identifier": license}
+    spdx = pyproject["project"]["license"]
+    assert doc["info"]["license"] == {"name": spdx, "identifier": spdx}
     assert doc["info"]["contact"]["name"]
 
 
