@@ -37,6 +37,17 @@ SERVERS: list[dict[str, str]] = [
     {"url": "http://127.0.0.1:8000", "description": "The demo (`make demo`)."},
 ]
 _PROBLEM_SCHEMAS = ("#/components/schemas/Problem", "#/components/schemas/PointsProblem")
+# pyproject.toml's license; an SPDX `identifier` (OpenAPI 3.1) since no LICENSE file has a URL.
+LICENSE = {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+# A name only: the project publishes no repository, issue tracker or address to point at.
+CONTACT = {"name": "points-gateway maintainers"}
+# Every tag an operation uses, in the order the docs pages list them.
+TAGS: list[dict[str, str]] = [
+    {"name": "points", "description": "Balances: merged across providers, or one provider's."},
+    {"name": "accounts", "description": "Link, list and unlink a user's provider accounts."},
+    {"name": "providers", "description": "The providers this gateway serves and their state."},
+    {"name": "health", "description": "Liveness and readiness probes; public."},
+]
 
 
 def _problem_content(schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +95,16 @@ def _only_account_schema(operation: dict[str, Any]) -> None:
             media["schema"] = {"$ref": schema["$ref"]}
 
 
+def _restore_examples(route: APIRoute, operation: dict[str, Any]) -> None:
+    # get_openapi drops every null (exclude_none), also inside examples: an ok balance's
+    # `error: null` would vanish, and the example would contradict its own schema.
+    for status, response in route.responses.items():
+        for media_type, media in response.get("content", {}).items():
+            if "examples" in media:
+                content = operation["responses"][str(status)]["content"]
+                content[media_type]["examples"] = media["examples"]
+
+
 def build_openapi(app: FastAPI, plugins: Iterable[ProviderPlugin]) -> dict[str, Any]:
     """FastAPI's document with every 4xx/5xx answer re-typed as problem+json."""
     doc = get_openapi(
@@ -92,6 +113,9 @@ def build_openapi(app: FastAPI, plugins: Iterable[ProviderPlugin]) -> dict[str, 
         description=app.description,
         routes=app.routes,
         servers=SERVERS,
+        tags=TAGS,
+        contact=CONTACT,
+        license_info=LICENSE,
     )
     paths = doc.get("paths", {})
     for route in leaf_routes(app.routes):
@@ -102,9 +126,11 @@ def build_openapi(app: FastAPI, plugins: Iterable[ProviderPlugin]) -> dict[str, 
         elif takes_credentials(route):
             security = OPTIONAL_SECURITY
         else:
-            continue
+            security = []  # public, said outright: no requirement would read as "unspecified"
         for method in route.methods or ():
-            paths[route.path_format][method.lower()]["security"] = security
+            operation = paths[route.path_format][method.lower()]
+            operation["security"] = security
+            _restore_examples(route, operation)
     for path, path_item in paths.items():
         for operation in path_item.values():
             _only_account_schema(operation)
