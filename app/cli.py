@@ -122,7 +122,9 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     from app.accounts.admin import rotate_keys
     from app.settings import get_settings
 
-    report = asyncio.run(rotate_keys(get_settings(), batch=args.batch))
+    report = asyncio.run(
+        rotate_keys(get_settings(), batch=args.batch, max_rate=args.max_rate or None)
+    )
     print(
         f"points-gateway: re-sealed {report.resealed}, skipped {report.skipped_changed} changed "
         f"while rotating, {report.unreadable} unreadable"
@@ -214,6 +216,20 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+# 1M rows in under 4 minutes while serving keeps its p99 (docs/decisions.md, issue 18).
+ROTATE_MAX_RATE = 5000
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of rows per second") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or a positive number")
     return value
 
 
@@ -345,6 +361,13 @@ def _parser() -> argparse.ArgumentParser:
         "stay listed until this has run).",
     )
     rotate.add_argument("--batch", type=_positive, default=200, help="rows per transaction")
+    rotate.add_argument(
+        "--max-rate",
+        type=_rate,
+        default=ROTATE_MAX_RATE,
+        help="rows per second at most, so serving keeps its share of the CPU and the database "
+        "(0: as fast as it goes)",
+    )
     rotate.set_defaults(run=_keys_rotate, database=True)
 
     providers = command(

@@ -36,6 +36,7 @@ from app.providers.benepia import BenepiaAccount
 from app.providers.benepia import plugin as benepia_plugin
 from app.providers.gafapay import GafapayAccount
 from app.providers.gafapay import plugin as gafapay_plugin
+from bench.import_bench import rss_kib
 from bench.run import (
     USERS,
     VENV_BIN,
@@ -180,13 +181,24 @@ def _summary(name: str, latencies: list[float], seconds: float) -> dict[str, flo
 
 
 def run(
-    rows: int, batch: int, probe_seconds: float, rate: float, *, notify_reseals: bool
+    rows: int,
+    batch: int,
+    probe_seconds: float,
+    rate: float,
+    *,
+    notify_reseals: bool,
+    max_rate: float | None = None,
 ) -> dict[str, object]:
     nginx, _ = ensure_tools()
     key_a, key_b = Keyring.generate_entry("bench-a"), Keyring.generate_entry("bench-b")
     asyncio.run(_admin(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)"))
     asyncio.run(_admin(f"CREATE DATABASE {DB}"))
-    report: dict[str, object] = {"rows": rows, "batch": batch, "notify_reseals": notify_reseals}
+    report: dict[str, object] = {
+        "rows": rows,
+        "batch": batch,
+        "max_rate": "the command's default" if max_rate is None else max_rate,
+        "notify_reseals": notify_reseals,
+    }
     servers: list[Server] = []
     try:
         with tempfile.TemporaryDirectory(prefix="points-rotate-bench-") as tmpname:
@@ -213,13 +225,19 @@ def run(
 
             logfile = tmp / "rotate.log"
             argv = [exe, "keys", "rotate", "--batch", str(batch)]
+            if max_rate is not None:
+                argv += ["--max-rate", str(max_rate)]
             with logfile.open("wb") as out:
                 started = time.monotonic()
                 rotating = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
                 ended: list[float] = []
 
+                peak_kib = [0]
+
                 def wait() -> None:
-                    rotating.wait()
+                    while rotating.poll() is None:
+                        peak_kib[0] = max(peak_kib[0], rss_kib(rotating.pid))
+                        time.sleep(0.05)
                     ended.append(time.monotonic())
 
                 waiter = threading.Thread(target=wait)
@@ -243,6 +261,7 @@ def run(
             report["probe_within_rotation"] = still
             report["rotate_seconds"] = round(wall, 1)
             report["rows_per_s"] = round(rows / wall)
+            report["peak_rss_mib"] = round(peak_kib[0] / 1024, 1)
             report["left_after"] = asyncio.run(_left("bench-b"))
             report["progress_lines"] = [
                 line for line in output.splitlines() if "re-sealing" in line
@@ -250,7 +269,8 @@ def run(
             report["idle"], report["during"] = idle, busy
             report["p99_ratio"] = round(busy["p99_ms"] / idle["p99_ms"], 2)
             log(
-                f"rotated {rows} rows in {wall:.1f} s: {rows / wall:,.0f} rows/s; serving p99 "
+                f"rotated {rows} rows in {wall:.1f} s: {rows / wall:,.0f} rows/s, peak RSS "
+                f"{peak_kib[0] / 1024:.1f} MiB; serving p99 "
                 f"idle {idle['p99_ms']} ms, during {busy['p99_ms']} ms"
             )
             for server in reversed(servers):
@@ -269,13 +289,21 @@ def main() -> None:
     parser.add_argument("--probe-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=200.0, help="probe requests per second")
     parser.add_argument(
+        "--max-rate", type=float, help="passed to keys rotate (default: the command's own)"
+    )
+    parser.add_argument(
         "--notify-reseals",
         action="store_true",
         help="as before migration 0004: every re-sealed row notifies the listening gateway",
     )
     args = parser.parse_args()
     report = run(
-        args.rows, args.batch, args.probe_seconds, args.rate, notify_reseals=args.notify_reseals
+        args.rows,
+        args.batch,
+        args.probe_seconds,
+        args.rate,
+        notify_reseals=args.notify_reseals,
+        max_rate=args.max_rate,
     )
     text = json.dumps(report, indent=2)
     print(text)

@@ -94,7 +94,11 @@ async def import_accounts(settings: Settings, options: ImportOptions) -> ImportR
 
 
 async def rotate_keys(
-    settings: Settings, *, batch: int, interactive: bool | None = None
+    settings: Settings,
+    *,
+    batch: int,
+    max_rate: float | None = None,
+    interactive: bool | None = None,
 ) -> RotationReport:
     """Re-seal every stored credential under the current key, showing its progress."""
     engine = build_engine(settings.database_url_value(), timeout=settings.database_timeout)
@@ -104,6 +108,12 @@ async def rotate_keys(
         total = await pending(engine, keyring)
         label = f"re-sealing under key {keyring.current_id}"
         with progress(label, total, interactive=interactive) as advance:
-            return await rotate(engine, keyring, batch=batch, on_batch=lambda r: advance(r.rows))
+            return await rotate(
+                engine,
+                keyring,
+                batch=batch,
+                max_rate=max_rate,
+                on_batch=lambda r: advance(r.rows),
+            )
     finally:
         await engine.dispose()

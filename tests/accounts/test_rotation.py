@@ -282,6 +282,27 @@ async def test_one_pass_reads_each_row_once_in_batches(
     assert again == [1]
 
 
+async def test_max_rate_paces_the_batches(
+    make_sql_store: StoreFactory, engine: AsyncEngine
+) -> None:
+    await seed(make_sql_store(KEY_A), FIVE)  # 8 rows
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    keyring = Keyring.parse(f"{KEY_B},{KEY_A}")
+    report = await rotate(engine, keyring, batch=3, max_rate=2.0, clock=lambda: now[0], sleep=sleep)
+    assert report.resealed == 8
+    # 2 rows a second: after 3, 6 and 8 rows the run may have taken 1.5, 3 and 4 s.
+    assert slept == [1.5, 1.5, 1.0]
+
+    await rotate(engine, Keyring.parse(f"{KEY_A},{KEY_B}"), batch=3, sleep=sleep)
+    assert slept == [1.5, 1.5, 1.0]  # no max_rate: never sleeps
+
+
 async def test_a_link_between_the_read_and_the_write_wins(
     make_sql_store: StoreFactory, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
