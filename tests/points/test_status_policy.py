@@ -19,7 +19,7 @@ from app.errors import (
 )
 from app.points.models import Balance, PointsProblem
 from app.points.status_policy import failure_problem
-from app.problems import problem_from, problem_type
+from app.problems import problem_from, problem_response, problem_type
 
 
 def ok(provider: str) -> Balance:
@@ -140,6 +140,18 @@ def test_503_without_any_retry_after_still_gets_one() -> None:
     assert problem.status == 503
     assert problem.retry_after is not None
     assert problem.retry_after >= 1
+
+
+def test_every_503_without_a_retry_after_answers_retry_after_1() -> None:
+    # Kills: the default Retry-After for all-503-without-one changed from 1 (e.g. to 2 or None).
+    problem = must_fail(
+        [
+            failed("benepia", ProviderUnavailable("open circuit")),
+            failed("gafapay", ProviderUnavailable("open circuit")),
+        ]
+    )
+    assert (problem.status, problem.retry_after) == (503, 1)
+    assert problem_response(problem).headers["Retry-After"] == "1"
 
 
 def test_detail_lists_providers_and_balances_are_carried() -> None:

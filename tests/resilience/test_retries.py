@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,7 +22,8 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from app.resilience.retry import is_retryable
+from app.resilience import retry as retry_module
+from app.resilience.retry import RetryPolicy, call_with_retries, is_retryable
 from app.resilience.retry_budget import RetryBudget
 from app.settings import Settings
 from tests.conftest import (
@@ -370,3 +372,87 @@ def test_budget_bound_under_sustained_outage(calls: int) -> None:
 )
 def test_is_retryable(error: Exception, retryable: bool) -> None:
     assert is_retryable(error) is retryable
+
+
+# --- call_with_retries on a fake clock: the deadline margin and the first wait's cap ------------
+
+NOW = 0.0  # so `deadline_at - clock()` is the remaining time exactly, to the last bit
+# A retry needs more than 50 ms left for its attempt (and for any Retry-After wait before it).
+MARGIN = 0.05
+
+
+class Flaky:
+    """Fails once with `error`, then answers "ok"; counts the attempts."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.attempts = 0
+
+    async def __call__(self) -> str:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise self.error
+        return "ok"
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits call_with_retries asks for before its retry, recorded instead of slept."""
+    asked: list[float] = []
+
+    async def record(seconds: float) -> None:
+        asked.append(seconds)
+
+    monkeypatch.setattr(retry_module, "asyncio", SimpleNamespace(sleep=record))
+    return asked
+
+
+async def retried(call: Flaky, *, policy: RetryPolicy, remaining: float) -> str:
+    return await call_with_retries(
+        call,
+        policy=policy,
+        budget=RetryBudget(),
+        deadline_at=NOW + remaining,
+        clock=lambda: NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "remaining", "retry"),
+    [
+        pytest.param(None, MARGIN + 0.001, True, id="just-above-the-margin"),
+        pytest.param(None, MARGIN, False, id="at-the-margin"),
+        pytest.param(None, MARGIN - 0.001, False, id="just-below-the-margin"),
+        pytest.param(2, 2 + MARGIN + 0.001, True, id="retry-after-just-fits"),
+        pytest.param(2, 2 + MARGIN, False, id="retry-after-at-the-margin"),
+        pytest.param(2, 2 + MARGIN - 0.001, False, id="retry-after-just-overruns"),
+    ],
+)
+async def test_a_retry_needs_more_than_the_margin_left_before_the_deadline(
+    waits: list[float], retry_after: int | None, remaining: float, retry: bool
+) -> None:
+    # Kills: the deadline check's MIN_ATTEMPT_SECONDS margin dropped, changed, or `>=` made `>`.
+    error: Exception = (
+        UpstreamUnreachable("refused")
+        if retry_after is None
+        else UpstreamRateLimited("slow down", retry_after=retry_after)
+    )
+    call = Flaky(error)
+    policy = RetryPolicy(attempts=2, wait_initial=0.001, wait_max=0.001)
+    if retry:
+        assert await retried(call, policy=policy, remaining=remaining) == "ok"
+        assert call.attempts == 2
+        assert len(waits) == 1
+    else:
+        with pytest.raises(type(error)):
+            await retried(call, policy=policy, remaining=remaining)
+        assert call.attempts == 1, "no retry the deadline cannot fit"
+        assert waits == []
+
+
+async def test_the_first_wait_is_capped_at_wait_max(waits: list[float]) -> None:
+    # Kills: _first_wait's min(policy.wait_max, ...) cap dropped (an initial wait past the max).
+    call = Flaky(UpstreamUnreachable("refused"))
+    policy = RetryPolicy(attempts=2, wait_initial=2.0, wait_max=0.5)
+    assert await retried(call, policy=policy, remaining=60.0) == "ok"
+    assert waits == [0.5]

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import httpx
 import jwt
@@ -17,10 +18,12 @@ import pytest
 from pydantic import ValidationError
 
 from app.cli import main as cli_main
-from app.errors import ConfigurationError
+from app.errors import ConfigurationError, Unauthorized
 from app.main import create_app
+from app.outbound.upstream import Opened, OutboundRequest, Reply, Upstream, UpstreamConfig
 from app.security import authenticator as authenticator_module
-from app.security.jwt_verifier import JwksCache
+from app.security.jwt_verifier import JwksCache, JwtConfig, JwtVerifier
+from app.security.principal import Principal
 from app.settings import get_settings
 from tests.conftest import make_settings, make_store
 from tests.security.conftest import (
@@ -299,6 +302,142 @@ async def test_jwks_outage_is_401_not_500(
         response = await gw.client.get(ALICE_ACCOUNTS, headers=bearer(token))
     assert_unauthorized(response, never=(token,))
     assert_not_in_logs(caplog, token)
+
+
+# --- JwtVerifier and JwksCache, directly (each verifier is new, so no token is remembered) ----
+
+
+class CountingJwks(Upstream):
+    """An identity provider's JWKS URL: serves `published`, counts the fetches."""
+
+    def __init__(self, *keys: dict[str, Any]) -> None:
+        super().__init__(
+            UpstreamConfig(
+                provider="idp",
+                base_url="https://idp.test/",
+                timeout=1.0,
+                connect_timeout=1.0,
+                max_bytes=1_000_000,
+            )
+        )
+        self.published = list(keys)
+        self.fetches = 0
+
+    async def send(self, request: OutboundRequest) -> Reply:
+        assert request.url == JWKS_URL
+        self.fetches += 1
+        body = json.dumps({"keys": self.published}).encode()
+        return Reply("idp", 200, {"content-type": "application/json"}, body)
+
+    async def _open(self, request: OutboundRequest) -> Opened:
+        raise AssertionError("send is faked whole")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def direct_config(**keys: Any) -> JwtConfig:
+    return JwtConfig(issuer=ISSUER, audience=AUDIENCE, **keys)
+
+
+JWKS_CONFIG = direct_config(jwks_url=JWKS_URL, algorithms=frozenset({"RS256", "ES256"}))
+
+
+async def verify_fresh(config: JwtConfig, token: str, jwks: JwksCache | None = None) -> Principal:
+    return await JwtVerifier(config, jwks).verify(token)
+
+
+async def test_a_token_in_an_algorithm_outside_the_allow_list_is_refused() -> None:
+    # Kills: the `alg not in self._config.algorithms` check in JwtVerifier.verify deleted.
+    config = direct_config(public_key_pem=RSA_PUBLIC_PEM, algorithms=frozenset({"RS256"}))
+    rs256 = jwt.encode(claims_for("alice"), RSA_KEY, algorithm="RS256")
+    assert await verify_fresh(config, rs256) == Principal("user", "alice")
+    ps256 = jwt.encode(claims_for("alice"), RSA_KEY, algorithm="PS256")  # the same RSA key
+    with pytest.raises(Unauthorized, match="algorithm is not accepted") as refused:
+        await verify_fresh(config, ps256)
+    assert refused.value.status == 401
+
+
+async def test_an_hs256_token_is_refused_when_only_rs256_is_allowed_despite_a_secret() -> None:
+    # Kills: the allow-list check deleted (the configured secret would then verify the token).
+    config = direct_config(
+        hs256_secret=HS_SECRET.encode(),
+        public_key_pem=RSA_PUBLIC_PEM,
+        algorithms=frozenset({"RS256"}),
+    )
+    with pytest.raises(Unauthorized, match="algorithm is not accepted"):
+        await verify_fresh(config, hs256(claims_for("alice")))
+
+
+def test_settings_never_allow_hs256_without_a_secret() -> None:
+    auth = make_settings(auth={**RS_ONLY, "jwt_algorithms": ["HS256", "RS256"]}).auth
+    assert auth.algorithms() == frozenset({"RS256"})
+
+
+async def test_hs256_allowed_but_no_secret_configured_is_not_accepted() -> None:
+    # Kills: _key_for's "no HS256 secret -> not accepted" check deleted (settings never build
+    # this config, see above, so JwtVerifier is given it directly).
+    config = direct_config(
+        hs256_secret=None,
+        public_key_pem=RSA_PUBLIC_PEM,
+        algorithms=frozenset({"HS256", "RS256"}),
+    )
+    token = hand_signed_hs256(claims_for("alice"), RSA_PUBLIC_PEM.encode())
+    with pytest.raises(Unauthorized, match="algorithm is not accepted"):
+        await verify_fresh(config, token)
+
+
+async def test_jwks_known_kid_is_refetched_after_300_s_not_before() -> None:
+    # Kills: JwksCache.key never refetching a known kid (JWKS_TTL ignored), or refetching at 30 s.
+    clock = Clock()
+    idp = CountingJwks(jwk_of(RSA_KEY, "k1"))
+    jwks = JwksCache(JWKS_URL, idp, clock=clock)
+    token = rs_token(RSA_KEY, "k1")
+    assert await verify_fresh(JWKS_CONFIG, token, jwks) == Principal("user", "alice")
+    assert idp.fetches == 1
+    idp.published = [jwk_of(RSA_KEY_2, "k2")]  # the IdP withdraws k1
+
+    clock.now += 299
+    assert await verify_fresh(JWKS_CONFIG, token, jwks) == Principal("user", "alice")
+    assert idp.fetches == 1, "a known kid is served from the cache for 5 minutes"
+
+    clock.now += 1
+    with pytest.raises(Unauthorized, match="No key is known"):
+        await verify_fresh(JWKS_CONFIG, token, jwks)
+    assert idp.fetches == 2, "after 5 minutes the JWKS is fetched again, and k1 is gone"
+
+
+async def test_jwks_unknown_kid_is_refetched_only_30_s_after_the_last_fetch() -> None:
+    # Kills: JWKS_MIN_REFRESH changed (an unknown kid refetching before 30 s, or not at 30 s).
+    clock = Clock()
+    idp = CountingJwks(jwk_of(RSA_KEY, "k1"))
+    jwks = JwksCache(JWKS_URL, idp, clock=clock)
+    assert await verify_fresh(JWKS_CONFIG, rs_token(RSA_KEY, "k1"), jwks)
+    assert idp.fetches == 1
+    idp.published.append(jwk_of(RSA_KEY_2, "k2"))  # the IdP publishes k2
+    new = rs_token(RSA_KEY_2, "k2")
+
+    clock.now += 29
+    with pytest.raises(Unauthorized, match="No key is known"):
+        await verify_fresh(JWKS_CONFIG, new, jwks)
+    assert idp.fetches == 1, "an unknown kid does not refetch within 30 s of the last fetch"
+
+    clock.now += 1
+    assert await verify_fresh(JWKS_CONFIG, new, jwks) == Principal("user", "alice")
+    assert idp.fetches == 2
+
+
+async def test_jwks_token_without_kid_uses_the_only_key_and_is_refused_among_two() -> None:
+    # Kills: JwksCache.key's "no kid: the only key, else none" rule deleted or loosened.
+    token = rs_token(RSA_KEY, None)
+    one = JwksCache(JWKS_URL, CountingJwks(jwk_of(RSA_KEY, "k1")), clock=Clock())
+    assert await verify_fresh(JWKS_CONFIG, token, one) == Principal("user", "alice")
+
+    # The signing key is listed first, so "take the first key" would wrongly accept it.
+    two_keys = CountingJwks(jwk_of(RSA_KEY, "k1"), jwk_of(RSA_KEY_2, "k2"))
+    two = JwksCache(JWKS_URL, two_keys, clock=Clock())
+    with pytest.raises(Unauthorized, match="No key is known"):
+        await verify_fresh(JWKS_CONFIG, token, two)
 
 
 # --- API keys ---------------------------------------------------------------------------------
