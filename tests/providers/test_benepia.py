@@ -186,9 +186,12 @@ async def test_provider_timeout_fires_when_upstream_hangs(
         response = await client.get(PATH)
         elapsed = loop.time() - started
 
+    # The hang answers 200 after 0.3 s: a 504 naming the 0.2 s timeout is the timeout firing.
+    # Only the lower bound is timed (it cannot fire early); an upper bound failed on a busy CI
+    # machine (0.64 s), and speed is the bench's business, not a test's.
     body = assert_problem(response, 504, "upstream_timeout")
     assert "0.20" in str(body["detail"])
-    assert 0.15 <= elapsed < 0.3
+    assert elapsed >= 0.15
 
 
 # --- upstream_unreachable ----------------------------------------------------------------------
