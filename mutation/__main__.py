@@ -1,0 +1,87 @@
+"""`python -m mutation`: mutate the decision modules, run the tests, write docs/mutation.md."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+
+from mutation import equivalents
+from mutation.operators import Mutant, mutants_of
+from mutation.report import page, summarise
+from mutation.runner import REPO, Outcome, line_tests, run_all
+from mutation.targets import TARGETS, Target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument(
+        "--only", nargs="+", metavar="PATH", help="just these modules; the page is not written"
+    )
+    parser.add_argument("--list", action="store_true", help="print the mutants and stop")
+    parser.add_argument("--page", default="docs/mutation.md", help="where the report goes")
+    args = parser.parse_args(argv)
+
+    targets = [t for t in TARGETS if not args.only or t.path in args.only]
+    if args.only and len(targets) != len(set(args.only)):
+        known = ", ".join(t.path for t in TARGETS)
+        parser.error(f"--only takes decision modules: {known}")
+    work: list[tuple[Mutant, Target]] = [
+        (mutant, target)
+        for target in targets
+        for mutant in mutants_of(target.path, (REPO / target.path).read_text(encoding="utf-8"))
+    ]
+    if args.list:
+        for mutant, _ in work:
+            print(f"{mutant.path}:{mutant.line} [{mutant.operator}] {mutant.key}")
+        return 0
+
+    known_equivalents = equivalents.load()
+    print(f"recording which tests reach which lines ({len(targets)} modules) ...", flush=True)
+    lines = line_tests(targets)
+    done = 0
+    lock = threading.Lock()
+
+    def report(outcome: Outcome) -> None:
+        nonlocal done
+        with lock:
+            done += 1
+            m = outcome.mutant
+            listed = m.key in known_equivalents.get(m.path, {})
+            note = " (equivalent)" if listed and not outcome.killed else ""
+            print(
+                f"[{done}/{len(work)}] {outcome.status:8} {m.path}:{m.line} {m.key}{note} "
+                f"({outcome.tests} tests, {outcome.seconds:.1f} s)",
+                flush=True,
+            )
+
+    outcomes = run_all(work, lines, jobs=args.jobs, report=report)
+    results, problems = summarise(targets, outcomes, known_equivalents)
+    for r in results:
+        print(
+            f"{r.target.path}: {r.ratio:.0%} ({r.killed}/{r.total - len(r.equivalent)} killed, "
+            f"{len(r.equivalent)} equivalent, {len(r.survived)} survived)"
+        )
+    for problem in problems:
+        print(f"equivalents.toml: {problem}", file=sys.stderr)
+    if not args.only:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        (REPO / args.page).write_text(
+            page(results, problems, when=when, commit=commit), encoding="utf-8"
+        )
+        print(f"wrote {args.page}")
+    return 0 if all(r.meets_target for r in results) and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

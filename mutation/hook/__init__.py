@@ -1,0 +1,1 @@
+"""The folder the mutation runner puts on PYTHONPATH: it holds only `sitecustomize`."""

@@ -1,0 +1,1 @@
+"""The mutation tester behind `make mutate` (issue 19)."""
