@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-from mutation.runner import Outcome
+from mutation.runner import KILLED, REPO, TIMEOUT, Outcome
 from mutation.targets import TARGET_RATIO, Target
+
+RESULTS = REPO / "mutation" / "results.json"
 
 INTRO = """\
 # Mutation testing
@@ -21,7 +27,9 @@ against the tests that execute its lines, found by one coverage run of the modul
 module). It is *killed* when a test fails or hangs.
 The kill ratio is killed / (mutants - equivalent); the target is {target:.0%} for every module.
 `make mutate` exits non-zero below the target, on a survivor not judged equivalent, or on an
-equivalent entry that no longer matches a surviving mutant.
+equivalent entry that no longer matches a surviving mutant. `make mutate ONLY="app/x.py"` runs one
+module and replaces its row (each row says when and at which commit it ran); the outcomes are
+kept in `mutation/results.json`.
 
 Why our own mutator rather than mutmut: mutmut 3 mutates only code inside functions (a limit,
 a default or a `Field(gt=0)` constraint at class or module level is where several of our
@@ -32,80 +40,130 @@ is never edited. It is about 400 lines under `mutation/`.
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One mutant's outcome as stored in `mutation/results.json`."""
+
+    path: str
+    line: int
+    key: str
+    status: str
+
+    @property
+    def killed(self) -> bool:
+        return self.status in (KILLED, TIMEOUT)
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Record:
+        m = outcome.mutant
+        return cls(m.path, m.line, m.key, outcome.status)
+
+
 @dataclass(slots=True)
 class ModuleResult:
     target: Target
+    run: str = "not run"
     killed: int = 0
-    equivalent: list[tuple[Outcome, str]] = field(default_factory=list)
-    survived: list[Outcome] = field(default_factory=list)
+    equivalent: list[tuple[Record, str]] = field(default_factory=list)
+    survived: list[Record] = field(default_factory=list)
     total: int = 0
 
     @property
     def ratio(self) -> float:
         counted = self.total - len(self.equivalent)
-        return self.killed / counted if counted else 1.0
+        return self.killed / counted if counted else 0.0
 
     @property
     def meets_target(self) -> bool:
-        return self.ratio >= TARGET_RATIO and not self.survived
+        return self.total > 0 and self.ratio >= TARGET_RATIO and not self.survived
+
+
+def load_results(file: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    if not file.exists():
+        return {}
+    data: dict[str, dict[str, Any]] = json.loads(file.read_text(encoding="utf-8"))
+    return data
+
+
+def store_results(
+    outcomes: list[Outcome], *, commit: str, when: str, file: Path = RESULTS
+) -> dict[str, dict[str, Any]]:
+    """Replace the stored results of the modules these outcomes belong to; keep the others."""
+    data = load_results(file)
+    fresh: dict[str, dict[str, Any]] = {}
+    for outcome in outcomes:
+        entry = fresh.setdefault(
+            outcome.mutant.path, {"commit": commit, "when": when, "mutants": []}
+        )
+        entry["mutants"].append(asdict(Record.of(outcome)))
+    data.update(fresh)
+    file.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return data
 
 
 def summarise(
-    targets: list[Target], outcomes: list[Outcome], equivalents: dict[str, dict[str, str]]
+    targets: Iterable[Target],
+    results: dict[str, dict[str, Any]],
+    equivalents: dict[str, dict[str, str]],
 ) -> tuple[list[ModuleResult], list[str]]:
     """Per-module results, and the problems with `equivalents.toml` (stale or wrong entries)."""
-    results = {t.path: ModuleResult(t) for t in targets}
+    modules = []
     problems = []
-    seen: set[tuple[str, str]] = set()
-    for outcome in outcomes:
-        mutant = outcome.mutant
-        result = results[mutant.path]
-        result.total += 1
-        reason = equivalents.get(mutant.path, {}).get(mutant.key)
-        if reason is not None:
-            seen.add((mutant.path, mutant.key))
-        if outcome.killed:
-            result.killed += 1
-            if reason is not None:
-                problems.append(f"{mutant.path}: {mutant.key!r} is listed as equivalent but killed")
-        elif reason is not None:
-            result.equivalent.append((outcome, reason))
-        else:
-            result.survived.append(outcome)
-    for path, entries in equivalents.items():
-        if path not in results:
+    for target in targets:
+        result = ModuleResult(target)
+        modules.append(result)
+        stored = results.get(target.path)
+        if stored is None:
             continue
+        result.run = f"{stored['when']}, `{stored['commit']}`"
+        listed = equivalents.get(target.path, {})
+        seen = set()
+        for raw in stored["mutants"]:
+            record = Record(target.path, raw["line"], raw["key"], raw["status"])
+            result.total += 1
+            reason = listed.get(record.key)
+            if reason is not None:
+                seen.add(record.key)
+            if record.killed:
+                result.killed += 1
+                if reason is not None:
+                    problems.append(
+                        f"{target.path}: {record.key!r} is listed as equivalent but killed"
+                    )
+            elif reason is not None:
+                result.equivalent.append((record, reason))
+            else:
+                result.survived.append(record)
         problems.extend(
-            f"{path}: equivalent entry {key!r} matches no mutant"
-            for key in entries
-            if (path, key) not in seen
+            f"{target.path}: equivalent entry {key!r} matches no mutant"
+            for key in listed
+            if key not in seen
         )
-    return list(results.values()), problems
+    return modules, problems
 
 
-def page(results: list[ModuleResult], problems: list[str], *, when: str, commit: str) -> str:
-    lines = [INTRO.format(target=TARGET_RATIO), f"Last run: {when}, commit `{commit}`.", ""]
+def page(results: list[ModuleResult], problems: list[str]) -> str:
+    lines = [INTRO.format(target=TARGET_RATIO)]
     lines += [
-        "| module | mutants | killed | equivalent | survived | kill ratio | ≥ 90% |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| module | mutants | killed | equivalent | survived | kill ratio | ≥ 90% | run |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
         mark = "yes" if r.meets_target else "**no**"
         lines.append(
             f"| `{r.target.path}` | {r.total} | {r.killed} | {len(r.equivalent)} "
-            f"| {len(r.survived)} | {r.ratio:.0%} | {mark} |"
+            f"| {len(r.survived)} | {r.ratio:.0%} | {mark} | {r.run} |"
         )
-    survivors = [o for r in results for o in r.survived]
+    survivors = [s for r in results for s in r.survived]
     lines += ["", "## Surviving mutants", ""]
     if survivors:
-        lines += [f"- `{o.mutant.path}:{o.mutant.line}` {o.mutant.key}" for o in survivors]
+        lines += [f"- `{s.path}:{s.line}` {s.key}" for s in survivors]
     else:
         lines.append("None: every mutant is killed or judged equivalent below.")
     lines += ["", "## Equivalent mutants", ""]
     for r in results:
-        for outcome, reason in r.equivalent:
-            m = outcome.mutant
-            lines.append(f"- `{m.path}:{m.line}` {m.key}: {reason}")
+        for record, reason in r.equivalent:
+            lines.append(f"- `{record.path}:{record.line}` {record.key}: {reason}")
     if not any(r.equivalent for r in results):
         lines.append("None.")
     if problems:

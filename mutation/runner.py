@@ -85,14 +85,10 @@ def line_tests(targets: Iterable[Target]) -> LineTests:
 
 
 def selected_tests(mutant: Mutant, target: Target, lines: LineTests) -> list[str]:
-    """The tests that execute the mutant's lines. A line no test executes in this process (run
-    only at import, like a constant or a `Field(gt=0)`, or only in a server subprocess) gets every
-    test that reaches the module, and a module no test reaches in-process all the target's tests."""
+    """The tests that execute the mutant's lines in-process, else the module's own tests."""
     by_line = lines.get(target.path, {})
     ids = {i for line in range(mutant.line, mutant.end_line + 1) for i in by_line.get(line, ())}
-    if not ids:
-        ids = {i for tests in by_line.values() for i in tests}
-    return sorted(ids) or list(target.tests)
+    return sorted(ids) or [path for path in target.own if (REPO / path.split("::")[0]).exists()]
 
 
 def run_mutant(mutant: Mutant, target: Target, tests: list[str]) -> Outcome:

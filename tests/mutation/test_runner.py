@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from mutation.operators import Mutant, mutants_of
-from mutation.report import page, summarise
+from mutation.report import load_results, page, store_results, summarise
 from mutation.runner import HOOK, KILLED, REPO, SURVIVED, Outcome, run_mutant, selected_tests
-from mutation.targets import Target
+from mutation.targets import DRIFT, TARGETS, Target
 
-STATUS_POLICY = Target("app/points/status_policy.py", ("tests/points/test_status_policy.py",))
-POLICY = Target("app/security/policy.py", ("tests/security/test_bola.py",))
+STATUS_POLICY = Target("app/points/status_policy.py", ("tests/points/test_status_policy.py",), ())
+POLICY = Target("app/security/policy.py", ("tests/security/test_bola.py",), ())
 
 
 def mutant(target: Target, key: str) -> Mutant:
@@ -26,7 +26,7 @@ def mutant(target: Target, key: str) -> Mutant:
 def test_the_hook_serves_the_mutant_to_a_subprocess_and_only_with_its_variable(
     tmp_path: Path,
 ) -> None:
-    target = Target("app/resilience/retry.py", ())
+    target = Target("app/resilience/retry.py", (), ())
     slip = mutant(target, "<module>: 0.05 -> 1.05")
     spec = tmp_path / "mutant.json"
     source = (REPO / target.path).read_text(encoding="utf-8")
@@ -65,18 +65,19 @@ def test_a_mutant_no_test_can_tell_apart_survives() -> None:
     assert outcome.status == SURVIVED
 
 
-def test_a_line_no_test_reaches_runs_the_tests_that_reach_the_module() -> None:
+def test_a_line_no_test_reaches_in_process_runs_the_modules_own_tests() -> None:
     slip = mutant(STATUS_POLICY, "failure_problem: 0 -> -1")
+    target = Target(STATUS_POLICY.path, (), ("tests/points/test_status_policy.py", DRIFT))
     here = "tests/points/test_status_policy.py::test_here"
     elsewhere = "tests/points/test_status_policy.py::test_elsewhere"
-    lines = {STATUS_POLICY.path: {slip.line: [here], slip.line + 5: [elsewhere, here]}}
-    assert selected_tests(slip, STATUS_POLICY, lines) == [here]
-    other_line = {STATUS_POLICY.path: {slip.line + 5: [here, elsewhere]}}
-    assert selected_tests(slip, STATUS_POLICY, other_line) == [elsewhere, here]
-    assert selected_tests(slip, STATUS_POLICY, {}) == list(STATUS_POLICY.tests)
+    lines = {target.path: {slip.line: [here], slip.line + 5: [elsewhere, here]}}
+    assert selected_tests(slip, target, lines) == [here]
+    other_line = {target.path: {slip.line + 5: [here, elsewhere]}}
+    assert selected_tests(slip, target, other_line) == list(target.own)
+    assert selected_tests(slip, target, {}) == list(target.own)
 
 
-def test_ratio_excludes_equivalents_and_the_list_stays_honest() -> None:
+def test_ratio_excludes_equivalents_and_the_list_stays_honest(tmp_path: Path) -> None:
     source = (REPO / STATUS_POLICY.path).read_text(encoding="utf-8")
     slips = mutants_of(STATUS_POLICY.path, source)[:4]
     outcomes = [
@@ -92,7 +93,13 @@ def test_ratio_excludes_equivalents_and_the_list_stays_honest() -> None:
             "gone: 1 -> 2": "the code changed",
         }
     }
-    (result,), problems = summarise([STATUS_POLICY], outcomes, listed)
+    file = tmp_path / "results.json"
+    file.write_text(json.dumps({POLICY.path: {"commit": "old", "when": "then", "mutants": []}}))
+    stored = store_results(outcomes, commit="abc1234", when="now", file=file)
+    assert set(stored) == {POLICY.path, STATUS_POLICY.path}
+    assert load_results(file) == stored
+    other = Target("app/resilience/breaker.py", (), ())
+    (result, never_run), problems = summarise([STATUS_POLICY, other], stored, listed)
     assert (result.total, result.killed, len(result.equivalent), len(result.survived)) == (
         4,
         2,
@@ -101,11 +108,19 @@ def test_ratio_excludes_equivalents_and_the_list_stays_honest() -> None:
     )
     assert result.ratio == 2 / 3
     assert not result.meets_target
+    assert not never_run.meets_target
     assert problems == [
         f"{STATUS_POLICY.path}: {slips[1].key!r} is listed as equivalent but killed",
         f"{STATUS_POLICY.path}: equivalent entry 'gone: 1 -> 2' matches no mutant",
     ]
-    text = page([result], problems, when="now", commit="abc1234")
-    assert f"| `{STATUS_POLICY.path}` | 4 | 2 | 1 | 1 | 67% | **no** |" in text
+    text = page([result, never_run], problems)
+    assert f"| `{STATUS_POLICY.path}` | 4 | 2 | 1 | 1 | 67% | **no** | now, `abc1234` |" in text
+    assert "| `app/resilience/breaker.py` | 0 | 0 | 0 | 0 | 0% | **no** | not run |" in text
     assert "really equivalent" in text
     assert slips[3].key in text
+
+
+def test_every_test_path_a_target_names_exists() -> None:
+    for target in TARGETS:
+        for path in (*target.tests, *target.own):
+            assert (REPO / path).exists(), f"{target.path}: {path}"
