@@ -18,12 +18,12 @@ def failure_problem(user_id: str, balances: Sequence[Balance]) -> PointsProblem 
     errors = [b.error for b in balances if b.error is not None]
     if not balances or len(errors) < len(balances):
         return None
-    statuses = {e.status for e in errors}
-    codes = {e.code for e in errors}
-    status = statuses.pop() if len(statuses) == 1 else ProvidersFailed.status
-    if len(codes) == 1 and status == errors[0].status:
-        code, title = errors[0].code, errors[0].title
+    kinds = {(e.status, e.code, e.title) for e in errors}
+    if len(kinds) == 1:
+        ((status, code, title),) = kinds
     else:
+        statuses = {status for status, _, _ in kinds}
+        status = statuses.pop() if len(statuses) == 1 else ProvidersFailed.status
         code, title = ProvidersFailed.code, ProvidersFailed.title
     waits = [e.retry_after for e in errors if e.retry_after is not None]
     retry_after = (min(waits) if waits else 1) if status == 503 else None

@@ -41,9 +41,6 @@ class PointsProvider(Protocol):
     """
 
     @property
-    def name(self) -> str: ...
-
-    @property
     def timeout(self) -> float: ...
 
     async def fetch_balance(self, account: BaseModel, call: CallContext) -> ProviderBalance: ...

@@ -96,10 +96,6 @@ class BenepiaProvider:
         )
 
     @property
-    def name(self) -> str:
-        return NAME
-
-    @property
     def timeout(self) -> float:
         return self._settings.timeout
 

@@ -52,9 +52,9 @@ def same_id(a: str, b: str) -> bool:
     return a.lower().lstrip("0") == b.lower().lstrip("0")
 
 
-def _header_safe(value: SecretStr | None) -> SecretStr | None:
+def _header_safe(value: SecretStr) -> SecretStr:
     # The token travels in a header: printable ASCII only, or no HTTP client could send it.
-    if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,4096}", value.get_secret_value()):
+    if not re.fullmatch(r"[\x21-\x7e]{1,4096}", value.get_secret_value()):
         raise ValueError("must be 1-4096 printable ASCII characters without spaces")
     return value
 
@@ -133,10 +133,6 @@ class GafapayProvider:
         self._upstream = upstream
         self._points_url = upstream.url(POINTS_PATH)
         self._tokens = tokens or StaticTokenSource(settings.token)
-
-    @property
-    def name(self) -> str:
-        return NAME
 
     @property
     def timeout(self) -> float:

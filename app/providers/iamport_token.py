@@ -36,7 +36,7 @@ class IamportTokenManager:
         *,
         imp_key: str,
         imp_secret: SecretStr,
-        refresh_margin: float = 30.0,
+        refresh_margin: float,
         refresh_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

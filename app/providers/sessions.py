@@ -47,7 +47,7 @@ class SessionTokens:
         provider: str,
         login: Callable[[], Awaitable[IssuedToken]],
         *,
-        refresh_margin: float = 30.0,
+        refresh_margin: float,
         clock: Callable[[], float] = time.monotonic,
         refresh_ahead: bool = False,
         login_timeout: float | None = None,

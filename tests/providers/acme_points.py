@@ -26,8 +26,6 @@ class AcmeAccount(BaseModel):
 
 
 class AcmeProvider:
-    name = NAME
-
     def __init__(self, settings: AcmeSettings, deps: sdk.ProviderDeps) -> None:
         self.timeout, self._key = settings.timeout, settings.api_key
         self._upstream = deps.upstream(settings.base_url, settings.timeout)

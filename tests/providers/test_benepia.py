@@ -475,6 +475,21 @@ async def test_rejection_with_4xx_envelope_is_rejected(
     assert body["detail"] == "잘못된 요청"
 
 
+async def test_rejection_up_to_499_is_rejected_and_from_500_an_upstream_error(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    refused = {"code": 1, "message": "거절", "response": None}
+    _, route = mock_benepia(upstream, point=httpx.Response(499, json=refused))
+    assert_problem(
+        await client.get(PATH), 422, "provider_rejected", upstream_status=499, upstream_code="1"
+    )
+
+    route.mock(return_value=httpx.Response(500, json=refused))
+    assert_problem(
+        await client.get(PATH), 502, "upstream_error", upstream_status=500, upstream_code="1"
+    )
+
+
 async def test_rejected_login_is_not_retried(
     client: httpx.AsyncClient, upstream: respx.MockRouter
 ) -> None:

@@ -248,6 +248,39 @@ async def test_success_0_on_a_4xx_is_rejected(
     assert body["detail"] == "bad user_id"
 
 
+async def test_success_0_on_a_499_is_rejected_and_on_a_500_is_an_upstream_error(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    route = mock_gafapay(upstream, raw('{"success":0,"error":["nope"]}', status=499))
+    assert_problem(await client.get(PATH), 422, "provider_rejected", upstream_status=499)
+
+    route.mock(return_value=raw('{"success":0,"error":["nope"]}', status=500))
+    assert_problem(await client.get(PATH), 502, "upstream_error", upstream_status=500)
+
+
+async def test_only_the_first_20_messages_are_passed_on(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    messages = [f"m{i}" for i in range(25)]
+    mock_gafapay(upstream, raw(json.dumps({"success": 0, "error": messages})))
+
+    body = assert_problem(await client.get(PATH), 422, "provider_rejected", upstream_status=200)
+
+    assert body["detail"] == "; ".join(messages[:20])
+
+
+async def test_joined_messages_are_cut_at_1000_characters(
+    client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    messages = ["x" * 400, "y" * 400, "z" * 400]
+    mock_gafapay(upstream, raw(json.dumps({"success": 0, "error": messages})))
+
+    body = assert_problem(await client.get(PATH), 422, "provider_rejected", upstream_status=200)
+
+    assert body["detail"] == "; ".join(messages)[:1000]
+    assert len(body["detail"]) == 1000
+
+
 # --- upstream_auth_failed ----------------------------------------------------------------------
 
 
@@ -349,17 +382,17 @@ async def test_transport_failure_is_unreachable(
 # --- upstream_invalid_response -----------------------------------------------------------------
 
 OTHER_USER = "0123456789abcdef0123456789abcdef"
+ALICE_RECORD = f'{{"points":1,"user_id":"{ALICE_GAFAPAY}","currency_id":"{CURRENCY}"}}'
 
 INVALID_BODIES = {
     "not-json": "OK",
     "json-array": "[1]",
-    "success-missing": '{"error":[],"data":{"user_points":{"points":1,"user_id":"'
-    + ALICE_GAFAPAY
-    + '"}}}',
-    "success-string": '{"success":"1","error":[],"data":{"user_points":{"points":1}}}',
-    "success-bool": '{"success":true,"error":[],"data":{"user_points":{"points":1}}}',
-    "success-2": '{"success":2,"error":[],"data":{"user_points":{"points":1}}}',
-    "success-float": '{"success":1.0,"error":[],"data":{"user_points":{"points":1}}}',
+    # A complete record for alice: only `success` is wrong, so only its check can refuse them.
+    "success-missing": f'{{"error":[],"data":{{"user_points":{ALICE_RECORD}}}}}',
+    "success-string": f'{{"success":"1","error":[],"data":{{"user_points":{ALICE_RECORD}}}}}',
+    "success-bool": f'{{"success":true,"error":[],"data":{{"user_points":{ALICE_RECORD}}}}}',
+    "success-2": f'{{"success":2,"error":[],"data":{{"user_points":{ALICE_RECORD}}}}}',
+    "success-float": f'{{"success":1.0,"error":[],"data":{{"user_points":{ALICE_RECORD}}}}}',
     "data-missing": '{"success":1,"error":[]}',
     "data-null": '{"success":1,"error":[],"data":null}',
     "user-points-list": '{"success":1,"error":[],"data":{"user_points":[{"points":1}]}}',

@@ -58,7 +58,11 @@ def iamport(upstream: respx.MockRouter) -> HttpxUpstream:
 @pytest.fixture
 def manager(iamport: HttpxUpstream, clock: FakeClock) -> IamportTokenManager:
     return IamportTokenManager(
-        iamport, imp_key=IMP_KEY, imp_secret=SecretStr(IMP_SECRET), clock=clock
+        iamport,
+        imp_key=IMP_KEY,
+        imp_secret=SecretStr(IMP_SECRET),
+        refresh_margin=BenepiaSettings.model_fields["token_refresh_margin"].default,
+        clock=clock,
     )
 
 
@@ -259,12 +263,32 @@ async def test_invalid_token_answers(
     with pytest.raises(UpstreamInvalidResponse) as caught:
         await manager.token()
     assert caught.value.provider == "benepia"
+    assert caught.value.upstream_status == 200
 
 
 async def test_lifetime_of_exactly_24h_is_accepted(
     manager: IamportTokenManager, upstream: respx.MockRouter
 ) -> None:
     upstream.post(TOKEN_URL).mock(return_value=token_ok("tok-1", ttl=24 * 3600))
+    assert await manager.token() == "tok-1"
+
+
+async def test_a_token_refresh_logs_the_status_getToken_answered(
+    manager: IamportTokenManager, upstream: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    upstream.post(TOKEN_URL).mock(return_value=token_ok("tok-1"))
+    with caplog.at_level(logging.INFO, logger="points_gateway.upstream"):
+        assert await manager.token() == "tok-1"
+
+    (line,) = [r.getMessage() for r in caplog.records if "iamport_get_token" in r.getMessage()]
+    assert "'outcome': 'ok'" in line
+    assert "'upstream_status': 200" in line
+
+
+async def test_lifetime_of_1s_is_accepted(
+    manager: IamportTokenManager, upstream: respx.MockRouter
+) -> None:
+    upstream.post(TOKEN_URL).mock(return_value=token_ok("tok-1", ttl=1))
     assert await manager.token() == "tok-1"
 
 
@@ -471,6 +495,7 @@ async def test_a_refresh_ahead_that_times_out_is_logged_and_retried_by_a_later_r
         iamport,
         imp_key=IMP_KEY,
         imp_secret=SecretStr(IMP_SECRET),
+        refresh_margin=30.0,
         refresh_timeout=0.05,
         clock=clock,
     )
