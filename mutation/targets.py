@@ -51,6 +51,7 @@ TARGETS = (
         "app/providers/sessions.py",
         ("tests/providers", "tests/definitions"),
         (
+            "tests/providers/test_session_tokens.py",
             "tests/providers/test_iamport_token.py",
             "tests/providers/test_sdk.py",
             "tests/definitions/test_session_auth.py",

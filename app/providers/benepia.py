@@ -44,7 +44,7 @@ class BenepiaSettings(BaseModel):
     base_url: BaseUrl = "https://api.iamport.kr"
     imp_key: str = Field(min_length=1)
     imp_secret: SecretStr
-    channel_key: str | None = Field(default=None, min_length=1)
+    channel_key: str | None = None
     pg: str | None = Field(default=None, pattern=r"^kcp(\.[A-Za-z0-9_-]+)?$")
     timeout: float = Field(default=4.0, gt=0, le=60)
     token_refresh_margin: float = Field(default=30.0, ge=0, lt=60)

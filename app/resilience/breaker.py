@@ -16,13 +16,13 @@ State = Literal["closed", "open", "half_open"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerPolicy:
-    """When to open and how long to stay open."""
+    """When to open and how long to stay open (defaults: the resilience settings)."""
 
-    consecutive_failures: int = 5
-    failure_rate: float = 0.5
-    window: float = 30.0
-    min_calls: int = 10
-    open_for: float = 10.0
+    consecutive_failures: int
+    failure_rate: float
+    window: float
+    min_calls: int
+    open_for: float
 
 
 @dataclass(frozen=True, slots=True)

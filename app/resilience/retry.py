@@ -22,11 +22,11 @@ MIN_ATTEMPT_SECONDS = 0.05
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """How many attempts and how long to wait between them."""
+    """How many attempts and how long to wait between them (defaults: the resilience settings)."""
 
-    attempts: int = 2
-    wait_initial: float = 0.05
-    wait_max: float = 0.5
+    attempts: int
+    wait_initial: float
+    wait_max: float
 
 
 def _first_wait(policy: RetryPolicy) -> float:

@@ -10,7 +10,7 @@ class RetryBudget:
     outage is never multiplied (the retry-budget idea from Finagle and gRPC).
     """
 
-    def __init__(self, *, ratio: float = 0.2, reserve: float = 3.0) -> None:
+    def __init__(self, *, ratio: float, reserve: float = 3.0) -> None:
         self._ratio = ratio
         self._cap = max(reserve, 1.0)
         self._tokens = reserve

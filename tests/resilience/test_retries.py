@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -411,7 +412,7 @@ async def retried(call: Flaky, *, policy: RetryPolicy, remaining: float) -> str:
     return await call_with_retries(
         call,
         policy=policy,
-        budget=RetryBudget(),
+        budget=RetryBudget(ratio=0.2),
         deadline_at=NOW + remaining,
         clock=lambda: NOW,
     )
@@ -456,3 +457,21 @@ async def test_the_first_wait_is_capped_at_wait_max(waits: list[float]) -> None:
     policy = RetryPolicy(attempts=2, wait_initial=2.0, wait_max=0.5)
     assert await retried(call, policy=policy, remaining=60.0) == "ok"
     assert waits == [0.5]
+
+
+async def test_the_first_wait_is_the_initial_wait_plus_up_to_one_jitter(
+    waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kills: the jitter's range moved off [0, wait_initial] (stamina's own: wait_jitter).
+    drawn: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        drawn.append((low, high))
+        return high
+
+    monkeypatch.setattr(random, "uniform", uniform)
+    call = Flaky(UpstreamUnreachable("refused"))
+    policy = RetryPolicy(attempts=2, wait_initial=0.05, wait_max=10.0)
+    assert await retried(call, policy=policy, remaining=60.0) == "ok"
+    assert drawn == [(0, 0.05)]
+    assert waits == [0.1]
