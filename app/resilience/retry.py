@@ -50,7 +50,7 @@ async def call_with_retries(
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run `call`, retrying what `is_retryable` allows while the deadline and budget allow."""
-    made = 0
+    made = 1  # attempts made so far, read by backoff()
     total = policy.attempts
 
     def backoff(exc: Exception) -> bool | float:
@@ -64,29 +64,25 @@ async def call_with_retries(
         return float(wait) if wait else True
 
     budget.record_call()
-    offset = 0
-    if total > 1:
-        # The first attempt runs bare: stamina builds its retry machinery (tenacity) for every
-        # call, about 35 µs, and nearly every call succeeds the first time. A retryable first
-        # failure re-enters below, where stamina owns the waits and the remaining attempts.
-        try:
-            return await call()
-        except Exception as exc:
-            made = 1
-            decision = backoff(exc)
-            if decision is False:
-                raise
-        await asyncio.sleep(decision if decision is not True else _first_wait(policy))
-        offset = 1
+    # The first attempt runs bare: stamina builds its retry machinery (tenacity) for every call,
+    # about 35 µs, and nearly every call succeeds the first time. A retryable first failure
+    # re-enters below, where stamina owns the waits and the remaining attempts.
+    try:
+        return await call()
+    except Exception as exc:
+        decision = backoff(exc)
+        if decision is False:
+            raise
+    await asyncio.sleep(decision if decision is not True else _first_wait(policy))
     async for attempt in stamina.retry_context(
         on=backoff,
-        attempts=total - offset,
+        attempts=total - 1,
         timeout=None,
         wait_initial=policy.wait_initial,
         wait_max=policy.wait_max,
         wait_jitter=policy.wait_initial,
     ):
         with attempt:
-            made = attempt.num + offset
+            made = attempt.num + 1
             return await call()
     raise AssertionError("unreachable: stamina re-raises the last failure")

@@ -475,3 +475,25 @@ async def test_the_first_wait_is_the_initial_wait_plus_up_to_one_jitter(
     assert await retried(call, policy=policy, remaining=60.0) == "ok"
     assert drawn == [(0, 0.05)]
     assert waits == [0.1]
+
+
+class Failing(Flaky):
+    """Fails every time; counts the attempts."""
+
+    async def __call__(self) -> str:
+        self.attempts += 1
+        raise self.error
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 4])
+async def test_exactly_the_configured_attempts_are_made(waits: list[float], attempts: int) -> None:
+    # Kills: the attempt count off by one, on the bare first attempt or in stamina's loop.
+    call = Failing(UpstreamUnreachable("refused"))
+    policy = RetryPolicy(attempts=attempts, wait_initial=0.001, wait_max=0.001)
+    budget = RetryBudget(ratio=0.2, reserve=10)
+    with pytest.raises(UpstreamUnreachable):
+        await call_with_retries(
+            call, policy=policy, budget=budget, deadline_at=NOW + 60.0, clock=lambda: NOW
+        )
+    assert call.attempts == attempts
+    assert len(waits) == min(attempts - 1, 1)  # the first wait is ours; stamina sleeps the rest
