@@ -329,6 +329,18 @@ def test_budget_does_not_bank_beyond_its_reserve() -> None:
     assert sum(budget.try_spend() for _ in range(10)) == 3
 
 
+def test_budget_without_a_reserve_banks_one_retry_at_most() -> None:
+    budget = RetryBudget(ratio=0.5, reserve=0)
+    for _ in range(1000):
+        budget.record_call()
+    assert [budget.try_spend() for _ in range(3)] == [True, False, False]
+
+
+def test_budget_default_reserve_is_three_retries() -> None:
+    budget = RetryBudget(ratio=0.0)
+    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]
+
+
 def test_budget_with_zero_ratio_only_has_its_reserve() -> None:
     budget = RetryBudget(ratio=0.0, reserve=3)
     spent = 0
