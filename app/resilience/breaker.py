@@ -49,6 +49,7 @@ class CircuitBreaker:
         self._clock = clock
         self._state: State = "closed"
         self._consecutive = 0
+        # Read only while open or half-open, and record_failure sets both on the way there.
         self._opened_at = 0.0
         self._probing = False
         self._outcomes: deque[tuple[float, bool]] = deque()
@@ -75,7 +76,6 @@ class CircuitBreaker:
         self._consecutive = 0
         if self._state == "half_open":
             self._state = "closed"
-            self._probing = False
             self._outcomes.clear()
 
     def record_failure(self) -> None:

@@ -387,6 +387,9 @@ def test_unit_retry_after_counts_down_and_is_at_least_one() -> None:
     assert caught.value.retry_after == 4
     clock.now += 3.4
     assert b.snapshot().retry_after == 1
+    clock.now += 5.0  # past open_for, and no call has come to move it to half-open yet
+    assert b.snapshot().state == "open"
+    assert b.snapshot().retry_after == 1
 
 
 def test_unit_half_open_allows_a_single_probe() -> None:
