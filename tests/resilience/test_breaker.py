@@ -491,3 +491,21 @@ def test_unit_low_failure_rate_stays_closed() -> None:
         else:
             b.record_failure()
     assert b.snapshot().state == "closed"
+
+
+def test_unit_an_outcome_exactly_one_window_old_still_counts() -> None:
+    clock = FakeClock()
+    b = breaker(clock, consecutive_failures=1000, min_calls=2, failure_rate=1.0, window=30.0)
+    fail_n(b, 1)
+    clock.now += 30.0
+    fail_n(b, 1)
+    assert b.snapshot().state == "open"
+
+
+def test_unit_an_outcome_older_than_the_window_is_forgotten() -> None:
+    clock = FakeClock()
+    b = breaker(clock, consecutive_failures=1000, min_calls=2, failure_rate=1.0, window=30.0)
+    fail_n(b, 1)
+    clock.now += 30.001
+    fail_n(b, 1)
+    assert b.snapshot().state == "closed"
