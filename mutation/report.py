@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mutation.runner import KILLED, REPO, TIMEOUT, Outcome
+from mutation.runner import REPO, Outcome, is_killed
 from mutation.targets import TARGET_RATIO, Target
 
 RESULTS = REPO / "mutation" / "results.json"
@@ -36,7 +36,7 @@ a default or a `Field(gt=0)` constraint at class or module level is where severa
 decisions live) and switches mutants in-process, so the uvicorn and CLI subprocesses our
 integration tests start would run the unmutated code. Here a `sitecustomize` hook on
 `PYTHONPATH` serves the mutated module to every Python process of the run, and the working tree
-is never edited. It is about 400 lines under `mutation/`.
+is never edited. It is a few hundred lines under `mutation/`.
 """
 
 
@@ -51,7 +51,7 @@ class Record:
 
     @property
     def killed(self) -> bool:
-        return self.status in (KILLED, TIMEOUT)
+        return is_killed(self.status)
 
     @classmethod
     def of(cls, outcome: Outcome) -> Record:

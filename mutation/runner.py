@@ -36,7 +36,11 @@ class Outcome:
 
     @property
     def killed(self) -> bool:
-        return self.status in (KILLED, TIMEOUT)
+        return is_killed(self.status)
+
+
+def is_killed(status: str) -> bool:
+    return status in (KILLED, TIMEOUT)
 
 
 LineTests = dict[str, dict[int, list[str]]]
