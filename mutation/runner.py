@@ -89,10 +89,20 @@ def line_tests(targets: Iterable[Target]) -> LineTests:
 
 
 def selected_tests(mutant: Mutant, target: Target, lines: LineTests) -> list[str]:
-    """The tests that execute the mutant's lines in-process, else the module's own tests."""
+    """The tests that execute the mutant's lines in-process, else the module's own tests.
+
+    The module's own tests go first: with `-x`, a mutant they kill stops there, rather than after
+    hundreds of integration tests that merely pass through the line.
+    """
     by_line = lines.get(target.path, {})
     ids = {i for line in range(mutant.line, mutant.end_line + 1) for i in by_line.get(line, ())}
-    return sorted(ids) or [path for path in target.own if (REPO / path.split("::")[0]).exists()]
+
+    def own_first(node: str) -> tuple[bool, str]:
+        return (not node.startswith(tuple(f"{path}::" for path in target.own)), node)
+
+    return sorted(ids, key=own_first) or [
+        path for path in target.own if (REPO / path.split("::")[0]).exists()
+    ]
 
 
 def run_mutant(mutant: Mutant, target: Target, tests: list[str]) -> Outcome:

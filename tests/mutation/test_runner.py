@@ -73,6 +73,9 @@ def test_a_line_no_test_reaches_in_process_runs_the_modules_own_tests() -> None:
     elsewhere = "tests/points/test_status_policy.py::test_elsewhere"
     lines = {target.path: {slip.line: [here], slip.line + 5: [elsewhere, here]}}
     assert selected_tests(slip, target, lines) == [here]
+    served = "tests/api/test_a.py::test_served"
+    both = {target.path: {slip.line: [served, elsewhere, here]}}
+    assert selected_tests(slip, target, both) == [elsewhere, here, served]
     other_line = {target.path: {slip.line + 5: [here, elsewhere]}}
     assert selected_tests(slip, target, other_line) == list(target.own)
     assert selected_tests(slip, target, {}) == list(target.own)
