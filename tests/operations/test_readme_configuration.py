@@ -139,3 +139,39 @@ def test_no_table_row_names_a_setting_that_does_not_exist() -> None:
 def test_readme_links_the_architecture_picture() -> None:
     assert "(docs/architecture.svg)" in README.read_text(encoding="utf-8")
     assert (ROOT / "docs" / "architecture.svg").is_file()
+
+
+def _scalar_defaults(model: type[BaseModel], prefix: str) -> dict[str, object]:
+    """Variable -> default, for the settings whose default is a number, a boolean or a string."""
+    defaults: dict[str, object] = {}
+    for field, info in model.model_fields.items():
+        name = f"{prefix}{field.upper()}"
+        if model is Settings and field == "providers":
+            for provider, settings_model in PROVIDER_SETTINGS.items():
+                defaults |= _scalar_defaults(settings_model, f"{name}__{provider.upper()}__")
+        elif _is_model(info.annotation):
+            defaults |= _scalar_defaults(info.annotation, f"{name}__")
+        elif isinstance(info.default, bool | int | float | str):
+            defaults[name] = info.default
+    return defaults
+
+
+def test_readme_defaults_are_the_code_defaults() -> None:
+    # The settings own every default (the classes they configure take them as arguments), so
+    # the README's default column is checked against them, number by number.
+    documented = _documented()
+    compared = 0
+    for name, default in _scalar_defaults(Settings, PREFIX).items():
+        cell = documented[name][0][1]
+        shown = re.match(r"`([^`]*)`", cell)
+        if shown is None:
+            continue
+        text = shown.group(1)
+        if isinstance(default, bool):
+            assert text == str(default).lower(), f"{name}: README says {cell}, code {default}"
+        elif isinstance(default, int | float):
+            assert float(text) == default, f"{name}: README says {cell}, code {default}"
+        else:
+            assert text == default, f"{name}: README says {cell}, code {default!r}"
+        compared += 1
+    assert compared >= 20, "the README's default cells are no longer `value` cells"
