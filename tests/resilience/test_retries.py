@@ -509,3 +509,5 @@ async def test_exactly_the_configured_attempts_are_made(waits: list[float], atte
         )
     assert call.attempts == attempts
     assert len(waits) == min(attempts - 1, 1)  # the first wait is ours; stamina sleeps the rest
+    # One retry spent per retry made: the last failure must not spend one it will not use.
+    assert sum(budget.try_spend() for _ in range(20)) == 10 - (attempts - 1)
