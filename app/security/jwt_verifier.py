@@ -33,7 +33,7 @@ class JwtConfig:
     algorithms: frozenset[str]
     issuer: str | None = None
     audience: str | None = None
-    leeway: float = 30.0
+    leeway: float
     service_claim: str = "gateway_service"
 
 
@@ -67,7 +67,7 @@ class JwksCache:
         self._fetched_at = self._clock()
         try:
             reply = await self._upstream.send(self._upstream.request("GET", self._url))
-            if not 200 <= reply.status < 300:
+            if reply.status != 200:
                 raise ValueError(f"the JWKS URL answered HTTP {reply.status}")
             keyset = PyJWKSet.from_dict(json.loads(reply.body))
         except (ProviderError, ValueError, jwt.PyJWTError) as exc:

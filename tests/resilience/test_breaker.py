@@ -366,9 +366,9 @@ def test_unit_opens_after_consecutive_failures() -> None:
     clock = FakeClock()
     b = breaker(clock)
     fail_n(b, 2)
-    assert b.snapshot().state == "closed"
+    assert (b.snapshot().state, b.state) == ("closed", "closed")
     fail_n(b, 1)
-    assert b.snapshot().state == "open"
+    assert (b.snapshot().state, b.state) == ("open", "open")
     with pytest.raises(ProviderUnavailable) as caught:
         b.before_call()
     assert caught.value.retry_after == 10
@@ -398,7 +398,7 @@ def test_unit_half_open_allows_a_single_probe() -> None:
     fail_n(b, 3)
     clock.now += 10.0
     b.before_call()  # the probe
-    assert b.snapshot().state == "half_open"
+    assert (b.snapshot().state, b.state) == ("half_open", "half_open")
     with pytest.raises(ProviderUnavailable) as caught:
         b.before_call()
     assert caught.value.retry_after == 1

@@ -322,12 +322,13 @@ class CountingJwks(Upstream):
         )
         self.published = list(keys)
         self.fetches = 0
+        self.status = 200
 
     async def send(self, request: OutboundRequest) -> Reply:
         assert request.url == JWKS_URL
         self.fetches += 1
         body = json.dumps({"keys": self.published}).encode()
-        return Reply("idp", 200, {"content-type": "application/json"}, body)
+        return Reply("idp", self.status, {"content-type": "application/json"}, body)
 
     async def _open(self, request: OutboundRequest) -> Opened:
         raise AssertionError("send is faked whole")
@@ -337,7 +338,7 @@ class CountingJwks(Upstream):
 
 
 def direct_config(**keys: Any) -> JwtConfig:
-    return JwtConfig(issuer=ISSUER, audience=AUDIENCE, **keys)
+    return JwtConfig(issuer=ISSUER, audience=AUDIENCE, leeway=30.0, **keys)
 
 
 JWKS_CONFIG = direct_config(jwks_url=JWKS_URL, algorithms=frozenset({"RS256", "ES256"}))
@@ -615,3 +616,18 @@ async def test_problem_bodies_and_logs_never_hold_credentials(
         assert token not in answer.text
         assert key not in answer.text
     assert_not_in_logs(caplog, token, key, token.split(".")[2])
+
+
+@pytest.mark.parametrize("status", [203, 300, 404, 500])
+async def test_jwks_keys_in_an_answer_other_than_200_are_not_trusted(
+    status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Kills: JwksCache._refresh's status check deleted or loosened (an error page or a redirect
+    # that happens to carry a key set must not install keys).
+    idp = CountingJwks(jwk_of(RSA_KEY, "k1"))
+    idp.status = status
+    jwks = JwksCache(JWKS_URL, idp, clock=Clock())
+    with caplog.at_level(logging.WARNING), pytest.raises(Unauthorized, match="No key is known"):
+        await verify_fresh(JWKS_CONFIG, rs_token(RSA_KEY, "k1"), jwks)
+    assert idp.fetches == 1
+    assert "JWKS refresh failed (ValueError); keeping 0 cached keys" in caplog.text
