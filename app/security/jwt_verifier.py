@@ -138,10 +138,11 @@ class JwtVerifier:
             raise Unauthorized("The token failed verification.") from None
         principal = self._principal(claims)
         exp = claims["exp"]
-        # int() as PyJWT's own exp check does, so an entry never outlives what decode accepts.
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            jwk = key if isinstance(key, PyJWK) else None
-            self._verified.put(token, Verified(principal, int(exp), jwk, kid))
+        # decode accepted int(exp) as the expiry (a number, or a string of digits; it refuses
+        # anything else), so the cache uses the same int() and an entry never outlives it.
+        assert isinstance(exp, int | float | str)
+        jwk = key if isinstance(key, PyJWK) else None
+        self._verified.put(token, Verified(principal, int(exp), jwk, kid))
         return principal
 
     async def _current_jwk(self, kid: str | None) -> PyJWK | None:

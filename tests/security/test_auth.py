@@ -24,6 +24,7 @@ from app.outbound.upstream import Opened, OutboundRequest, Reply, Upstream, Upst
 from app.security import authenticator as authenticator_module
 from app.security.jwt_verifier import JwksCache, JwtConfig, JwtVerifier
 from app.security.principal import Principal
+from app.security.token_cache import TokenCache
 from app.settings import get_settings
 from tests.conftest import make_settings, make_store
 from tests.security.conftest import (
@@ -631,3 +632,20 @@ async def test_jwks_keys_in_an_answer_other_than_200_are_not_trusted(
         await verify_fresh(JWKS_CONFIG, rs_token(RSA_KEY, "k1"), jwks)
     assert idp.fetches == 1
     assert "JWKS refresh failed (ValueError); keeping 0 cached keys" in caplog.text
+
+
+async def test_an_exp_written_as_digits_is_accepted_and_remembered_until_that_time() -> None:
+    # PyJWT accepts exp "1234" as 1234; the verified-token cache must use the same expiry.
+    claims = claims_for("alice")
+    exp = claims["exp"]
+    assert isinstance(exp, int)
+    claims["exp"] = str(exp)
+    token = hs256(claims)
+    config = direct_config(hs256_secret=HS_SECRET.encode(), algorithms=frozenset({"HS256"}))
+    remembered = TokenCache()
+    assert await JwtVerifier(config, verified=remembered).verify(token) == Principal(
+        "user", "alice"
+    )
+    entry = remembered.get(token)
+    assert entry is not None
+    assert entry.expires_at == exp
