@@ -45,7 +45,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
-# Mutation testing of the decision modules (issue 19), about 20 minutes; not part of `make test`.
+# Mutation testing of the decision modules (issue 19), about 40 minutes; not part of `make test`.
 # Writes docs/mutation.md; fails below 90% killed in any module. ONLY="app/x.py ..." for a subset.
 .PHONY: mutate
 mutate: install
